@@ -1,0 +1,96 @@
+# SPDX-License-Identifier: BSD-2-Clause
+# bulkhead build. `make` builds the VMM, `make test` runs the whole suite (unit
+# tests, then end-to-end tests inside the test host), `make check` runs the
+# format check, clang-tidy and Doxygen, `make guest` builds the guest images.
+
+SHELL   := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+CC      ?= cc
+BUILD   ?= build
+CSTD    := -std=c17
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wformat=2 -Wvla -Wno-missing-field-initializers
+CFLAGS  ?= -O2 -g
+CPPFLAGS += -D_GNU_SOURCE -Isrc
+DEPFLAGS := -MMD -MP
+ALL_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) -fno-strict-aliasing -fstack-protector-strong \
+             -D_FORTIFY_SOURCE=2
+# The VMM is linked statically: no dynamic loader at start-up, and behaviour that
+# does not change under a libc upgrade on the host.
+VMM_LDFLAGS ?= -static -pthread
+
+# Everything under src/ except the program entry points forms the library that
+# the VMM and the unit tests link against.
+LIB_SRCS  := $(filter-out src/vmm/main.c,$(shell find src -name '*.c' | sort))
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+VMM_OBJS  := $(BUILD)/obj/src/vmm/main.o
+UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all vmm unit test check format tidy doxygen guest testhost deps clean bench demo
+
+all: vmm
+
+vmm: $(BUILD)/bulkhead-vmm
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(DEPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/libbulkhead.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/bulkhead-vmm: $(VMM_OBJS) $(BUILD)/libbulkhead.a
+	$(CC) $(ALL_CFLAGS) -o $@ $(VMM_OBJS) $(BUILD)/libbulkhead.a $(VMM_LDFLAGS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libbulkhead.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests/unit $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $< \
+	    $(BUILD)/libbulkhead.a -lcmocka -pthread
+
+unit: $(UNIT_BINS)
+
+# Installs the Debian packages the suite needs (when missing), builds everything,
+# runs unit tests, builds guest images and the test host, runs end-to-end tests.
+test:
+	tools/deps test
+	$(MAKE) vmm unit
+	tests/run
+
+guest:
+	tools/mk-guest
+
+testhost:
+	tools/mk-testhost
+
+deps:
+	tools/deps all
+
+demo:
+	tools/deps demo
+	$(MAKE) vmm
+	tools/demo
+
+bench:
+	tools/deps bench
+	$(MAKE) vmm
+	bench/boot
+
+CHECK_SRCS = $(shell find src tests/unit -name '*.[ch]' | sort)
+
+format:
+	clang-format -i $(CHECK_SRCS)
+
+check:
+	tools/deps check
+	clang-format --dry-run --Werror $(CHECK_SRCS)
+	clang-tidy --quiet $(filter %.c,$(CHECK_SRCS)) -- $(CPPFLAGS) -Itests/unit $(CSTD) 2>&1 \
+	    | { grep -v -E '^[0-9]+ warnings? generated' || true; }
+	@mkdir -p $(BUILD)/doxygen
+	doxygen docs/Doxyfile
+
+clean:
+	rm -rf $(BUILD)/obj $(BUILD)/tests $(BUILD)/bulkhead-vmm $(BUILD)/libbulkhead.a
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

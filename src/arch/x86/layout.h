@@ -100,6 +100,14 @@
 /** Size of the PCI I/O window. */
 #define X86_PCI_IO_SIZE 0xf000
 
+/** First IOAPIC pin used for PCI INTx. */
+#define X86_PCI_INTX_GSI_BASE 16
+/**
+ * GSI that INTx pin @p pin (0 = INTA) of PCI slot @p slot is wired to: the eight pins 16..23
+ * are shared round-robin, as the DSDT's _PRT says.
+ */
+#define X86_PCI_INTX_GSI(slot, pin) (X86_PCI_INTX_GSI_BASE + (((slot) + (pin)) & 7u))
+
 /** Number of IOAPIC pins (GSIs 0..23). */
 #define X86_IOAPIC_PINS 24
 

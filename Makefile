@@ -11,7 +11,7 @@ CSTD    := -std=c17
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wformat=2 -Wvla -Wno-missing-field-initializers
 CFLAGS  ?= -O2 -g
-CPPFLAGS += -D_GNU_SOURCE -Isrc
+CPPFLAGS += -D_GNU_SOURCE -Isrc -DBULKHEAD_VERSION=\"0.1.0\"
 DEPFLAGS := -MMD -MP
 ALL_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) -fno-strict-aliasing -fstack-protector-strong \
              -D_FORTIFY_SOURCE=2

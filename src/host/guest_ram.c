@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+#include "host/guest_ram.h"
+
+#include "core/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* Guards this large catch a stray index far past either end, and keep 2 MiB alignment. */
+#define GUARD_SIZE (2u << 20)
+#define HUGE_ALIGN (2u << 20)
+
+int guest_ram_create(struct guest_ram *ram, uint64_t size)
+{
+    memset(ram, 0, sizeof(*ram));
+    ram->fd = -1;
+    if (size == 0 || (size & 0xfff) != 0 || size > (1ull << 46))
+        return -EINVAL;
+
+    int fd = memfd_create("bulkhead-guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return -errno;
+    if (ftruncate(fd, (off_t)size) != 0)
+        goto fail_fd;
+    /* The size is final: a backend or a bug cannot grow or shrink it under the VMM. */
+    (void)fcntl(fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL);
+
+    /* Reserve guard + RAM + guard, plus slack to align the RAM to 2 MiB. */
+    size_t len = (size_t)size + 2 * GUARD_SIZE + HUGE_ALIGN;
+    uint8_t *res = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (res == MAP_FAILED)
+        goto fail_fd;
+    uintptr_t start = ((uintptr_t)res + GUARD_SIZE + HUGE_ALIGN - 1) & ~(uintptr_t)(HUGE_ALIGN - 1);
+    void *base =
+        mmap((void *)start, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+    if (base == MAP_FAILED) {
+        int err = errno;
+        munmap(res, len);
+        close(fd);
+        return -err;
+    }
+    if (madvise(base, (size_t)size, MADV_HUGEPAGE) != 0)
+        log_debug("guest RAM: MADV_HUGEPAGE refused: %s", strerror(errno));
+    /* Guest RAM never belongs in a core dump of the VMM. */
+    (void)madvise(base, (size_t)size, MADV_DONTDUMP);
+
+    ram->fd = fd;
+    ram->base = base;
+    ram->size = size;
+    ram->reserved = res;
+    ram->reserved_len = len;
+    return 0;
+fail_fd:;
+    int err = errno;
+    close(fd);
+    return -err;
+}
+
+void guest_ram_destroy(struct guest_ram *ram)
+{
+    if (ram->fd < 0)
+        return;
+    munmap(ram->reserved, ram->reserved_len);
+    close(ram->fd);
+    ram->fd = -1;
+    ram->base = NULL;
+}

@@ -1,0 +1,283 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * The x86-64 PC: RAM below and above the PCI hole, COM1, the ACPI PM block, the
+ * keyboard-controller reset line, a PCIe host bridge, ACPI tables and a direct kernel boot.
+ * Interrupt controllers and the PIT are the platform's (in-kernel with KVM).
+ */
+#include "arch/x86/acpi/acpi.h"
+#include "arch/x86/boot.h"
+#include "arch/x86/cpuid.h"
+#include "arch/x86/layout.h"
+#include "core/checked.h"
+#include "core/log.h"
+#include "devices/acpi_pm.h"
+#include "devices/i8042.h"
+#include "devices/pci/pci_host.h"
+#include "devices/uart16550.h"
+#include "platform/platform_x86.h"
+#include "vmm/machine.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/** The PC's devices and what the vCPUs start with. */
+struct machine {
+    struct uart16550 com1;
+    struct acpi_pm pm;
+    struct i8042 kbc;
+    struct pci_host pci;
+    bool com1_ready, pm_ready, pci_ready;
+    struct x86_boot_state boot_state;
+    struct x86_cpuid_entry supported[X86_CPUID_MAX_ENTRIES];
+    unsigned nr_supported;
+};
+
+static uint64_t low_ram_size(const struct vm *vm)
+{
+    return vm->ram.size < X86_LOW_RAM_END ? vm->ram.size : X86_LOW_RAM_END;
+}
+
+int machine_map_ram(struct vm *vm)
+{
+    uint64_t low = low_ram_size(vm);
+    uint64_t high = vm->ram.size - low;
+    int r = guest_mem_add_region(&vm->mem, 0, low, vm->ram.base);
+    if (r == 0)
+        r = plat_vm_map_ram(vm->plat, 0, 0, vm->ram.base, low);
+    if (r == 0 && high > 0) {
+        r = guest_mem_add_region(&vm->mem, X86_HIGH_RAM_START, high, vm->ram.base + low);
+        if (r == 0)
+            r = plat_vm_map_ram(vm->plat, 1, X86_HIGH_RAM_START, vm->ram.base + low, high);
+    }
+    return r;
+}
+
+/* The 64-bit PCI window starts at the first 1 GiB boundary above RAM. */
+static uint64_t mmio64_base(const struct vm *vm)
+{
+    uint64_t top = X86_HIGH_RAM_START + (vm->ram.size - low_ram_size(vm));
+    uint64_t base;
+    if (checked_align_up(top, 1ull << 30, &base))
+        return 0;
+    return base;
+}
+
+static void set_gsi(void *ctx, uint32_t gsi, bool level)
+{
+    struct vm *vm = ctx;
+    int r = plat_irq_set(vm->plat, gsi, level);
+    if (r != 0)
+        log_warn("setting GSI %u failed: %s", gsi, strerror(-r));
+}
+
+static uint32_t route_intx(void *ctx, unsigned slot, unsigned pin)
+{
+    (void)ctx;
+    return X86_PCI_INTX_GSI(slot, pin);
+}
+
+static void com1_tx(void *ctx, uint8_t byte)
+{
+    struct vm *vm = ctx;
+    console_write(vm->console, byte);
+}
+
+static void com1_rx_ready(void *ctx)
+{
+    struct vm *vm = ctx;
+    console_rx_ready(vm->console);
+}
+
+static void pm_sleep(void *ctx, unsigned slp_typ)
+{
+    struct vm *vm = ctx;
+    if (slp_typ == X86_ACPI_S5_TYPE) {
+        vm_request_stop(vm, VM_STOP_POWEROFF, "guest powered off (ACPI S5)");
+        return;
+    }
+    log_warn("guest asked for sleep state type %u, which this machine does not have", slp_typ);
+    acpi_pm_wake(&vm->machine->pm);
+}
+
+static void pm_reset(void *ctx)
+{
+    vm_request_stop(ctx, VM_STOP_RESET, "guest reset (ACPI reset register)");
+}
+
+static void kbc_reset(void *ctx)
+{
+    vm_request_stop(ctx, VM_STOP_RESET, "guest reset (keyboard controller)");
+}
+
+static int add_legacy_devices(struct vm *vm)
+{
+    struct machine *m = vm->machine;
+    struct irq_line com1_irq = {.set = set_gsi, .ctx = vm, .gsi = X86_COM1_IRQ};
+    int r = uart16550_init(&m->com1, &com1_irq, com1_tx, vm);
+    if (r != 0)
+        return r;
+    m->com1_ready = true;
+    uart16550_set_rx_ready_cb(&m->com1, com1_rx_ready, vm);
+    r = bus_register(&vm->pio, X86_COM1_PORT, UART16550_NR_PORTS, &uart16550_ops, &m->com1, "com1");
+    if (r != 0)
+        return r;
+
+    struct acpi_pm_config pm = {
+        .sci = {.set = set_gsi, .ctx = vm, .gsi = X86_ACPI_SCI_IRQ},
+        .sleep = pm_sleep,
+        .reset = pm_reset,
+        .ctx = vm,
+    };
+    if ((r = acpi_pm_init(&m->pm, &pm)) != 0)
+        return r;
+    m->pm_ready = true;
+    r = bus_register(&vm->pio, X86_ACPI_PM1A_EVT_PORT, X86_ACPI_PM_LEN, &acpi_pm_ops, &m->pm,
+                     "acpi-pm");
+    if (r != 0)
+        return r;
+
+    i8042_init(&m->kbc, kbc_reset, vm);
+    return i8042_register(&m->kbc, &vm->pio);
+}
+
+static int add_pci(struct vm *vm)
+{
+    struct pci_host_config cfg = {
+        .ecam_base = X86_PCI_ECAM_BASE,
+        .bus_first = X86_PCI_BUS_FIRST,
+        .bus_last = X86_PCI_BUS_LAST,
+        .mmio32_base = X86_PCI_MMIO32_BASE,
+        .mmio32_size = X86_PCI_MMIO32_SIZE,
+        .mmio64_base = mmio64_base(vm),
+        .mmio64_size = X86_PCI_MMIO64_SIZE,
+        .io_base = X86_PCI_IO_BASE,
+        .io_size = X86_PCI_IO_SIZE,
+        .route_intx = route_intx,
+        .set_irq = set_gsi,
+        .irq_ctx = vm,
+    };
+    int r = pci_host_init(&vm->machine->pci, &cfg, &vm->mmio, &vm->pio);
+    if (r == 0)
+        vm->machine->pci_ready = true;
+    return r;
+}
+
+static int write_acpi_tables(struct vm *vm)
+{
+    struct acpi_machine am = {
+        .nr_cpus = vm->opts->cpus,
+        .lapic_gpa = X86_LAPIC_GPA,
+        .ioapic_gpa = X86_IOAPIC_GPA,
+        .ioapic_id = (uint8_t)vm->opts->cpus,
+        .ecam_base = X86_PCI_ECAM_BASE,
+        .bus_first = X86_PCI_BUS_FIRST,
+        .bus_last = X86_PCI_BUS_LAST,
+        .mmio32_base = X86_PCI_MMIO32_BASE,
+        .mmio32_size = X86_PCI_MMIO32_SIZE,
+        .mmio64_base = mmio64_base(vm),
+        .mmio64_size = X86_PCI_MMIO64_SIZE,
+        .io_base = X86_PCI_IO_BASE,
+        .io_size = X86_PCI_IO_SIZE,
+        .pm1a_evt_port = X86_ACPI_PM1A_EVT_PORT,
+        .pm1a_cnt_port = X86_ACPI_PM1A_CNT_PORT,
+        .pm_tmr_port = X86_ACPI_PM_TMR_PORT,
+        .reset_port = X86_ACPI_RESET_PORT,
+        .reset_value = X86_ACPI_RESET_VALUE,
+        .sci_irq = X86_ACPI_SCI_IRQ,
+        .s5_type = X86_ACPI_S5_TYPE,
+        .com1_port = X86_COM1_PORT,
+        .com1_irq = X86_COM1_IRQ,
+    };
+    uint8_t *buf = guest_mem_ptr(&vm->mem, X86_ACPI_TABLES_GPA, X86_ACPI_TABLES_SIZE);
+    if (buf == NULL)
+        return -ENOMEM;
+    size_t used;
+    int r = acpi_build_tables(&am, buf, X86_ACPI_TABLES_SIZE, X86_ACPI_TABLES_GPA, &used);
+    if (r != 0)
+        log_error("building the ACPI tables failed: %s", strerror(-r));
+    return r;
+}
+
+int machine_build(struct vm *vm, const struct boot_files *files)
+{
+    vm->machine = calloc(1, sizeof(*vm->machine));
+    if (vm->machine == NULL)
+        return -ENOMEM;
+    int r;
+    if ((r = add_legacy_devices(vm)) != 0 || (r = add_pci(vm)) != 0) {
+        log_error("creating the devices failed: %s", strerror(-r));
+        return r;
+    }
+    if ((r = write_acpi_tables(vm)) != 0)
+        return r;
+    struct x86_boot_spec spec = {
+        .mem = &vm->mem,
+        .kernel = files->kernel,
+        .kernel_size = files->kernel_size,
+        .initrd = files->initrd,
+        .initrd_size = files->initrd_size,
+        .cmdline = vm->opts->cmdline,
+        .rsdp_gpa = X86_ACPI_TABLES_GPA,
+    };
+    if ((r = x86_boot_load(&spec, &vm->machine->boot_state)) != 0)
+        return r;
+    r = plat_x86_supported_cpuid(vm->machine->supported, X86_CPUID_MAX_ENTRIES,
+                                 &vm->machine->nr_supported);
+    if (r != 0)
+        log_error("reading the host's CPUID: %s", strerror(-r));
+    return r;
+}
+
+int machine_setup_vcpu(struct vm *vm, struct vm_vcpu *vcpu)
+{
+    struct machine *m = vm->machine;
+    struct x86_cpuid_entry cpuid[X86_CPUID_MAX_ENTRIES];
+    unsigned n;
+    int r =
+        x86_cpuid_for_vcpu(m->supported, m->nr_supported, vcpu->index, vm->opts->cpus, cpuid, &n);
+    if (r == 0)
+        r = plat_x86_vcpu_set_cpuid(vcpu->plat, cpuid, n);
+    /* Application processors wait for INIT/SIPI from the guest; only the BSP gets registers. */
+    if (r == 0 && vcpu->index == 0)
+        r = plat_x86_vcpu_set_boot_state(vcpu->plat, &m->boot_state);
+    if (r != 0)
+        log_error("setting up vCPU %u: %s", vcpu->index, strerror(-r));
+    return r;
+}
+
+static size_t console_to_com1(void *ctx, const uint8_t *buf, size_t len)
+{
+    struct vm *vm = ctx;
+    return uart16550_receive(&vm->machine->com1, buf, len);
+}
+
+static void console_quit(void *ctx)
+{
+    vm_request_stop(ctx, VM_STOP_QUIT, "quit from the console (Ctrl-A x)");
+}
+
+int machine_attach_console(struct vm *vm, struct event_loop *loop)
+{
+    return console_attach(vm->console, loop, console_to_com1, console_quit, vm);
+}
+
+void machine_request_shutdown(struct vm *vm)
+{
+    acpi_pm_press_power_button(&vm->machine->pm);
+}
+
+void machine_destroy(struct vm *vm)
+{
+    struct machine *m = vm->machine;
+    if (m == NULL)
+        return;
+    if (m->pci_ready)
+        pci_host_destroy(&m->pci);
+    if (m->pm_ready)
+        acpi_pm_destroy(&m->pm);
+    if (m->com1_ready)
+        uart16550_destroy(&m->com1);
+    free(m);
+    vm->machine = NULL;
+}

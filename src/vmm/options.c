@@ -1,0 +1,199 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+#include "vmm/options.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage[] =
+    "usage: bulkhead-vmm --kernel PATH [--initrd PATH] [--cmdline STRING] [--mem SIZE]\n"
+    "                    [--cpus N] [--serial stdio|file:PATH|unix:PATH] [--no-reboot]\n"
+    "                    [--log-level error|warn|info|debug|trace]\n"
+    "\n"
+    "Runs one virtual machine. SIZE takes K, M, G or T (a bare number is MiB); default 256M.\n"
+    "Exit status: 0 guest powered off, 1 VM failure, 2 bad usage or input,\n"
+    "             3 guest asked for a reset and --no-reboot was given,\n"
+    "             128+N stopped by signal N.\n"
+    "With --serial stdio on a terminal, Ctrl-A x quits.\n";
+
+int options_parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (s[0] < '0' || s[0] > '9')
+        return -EINVAL;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0)
+        return -EINVAL;
+    unsigned shift = 20;
+    if (*end != '\0') {
+        switch (*end) {
+        case 'k':
+        case 'K':
+            shift = 10;
+            break;
+        case 'm':
+        case 'M':
+            shift = 20;
+            break;
+        case 'g':
+        case 'G':
+            shift = 30;
+            break;
+        case 't':
+        case 'T':
+            shift = 40;
+            break;
+        case 'b':
+        case 'B':
+            shift = 0;
+            break;
+        default:
+            return -EINVAL;
+        }
+        end++;
+        if (*end == 'i' || *end == 'I')
+            end++;
+        if (*end == 'b' || *end == 'B')
+            end++;
+        if (*end != '\0')
+            return -EINVAL;
+    }
+    if (shift > 0 && v > (UINT64_MAX >> shift))
+        return -EINVAL;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+static enum options_result fail(char *err, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static enum options_result fail(char *err, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, len, fmt, ap);
+    va_end(ap);
+    return OPTIONS_ERROR;
+}
+
+static enum options_result parse_serial(const char *arg, struct vmm_options *o, char *err,
+                                        size_t len)
+{
+    if (strcmp(arg, "stdio") == 0) {
+        o->serial = SERIAL_STDIO;
+    } else if (strncmp(arg, "file:", 5) == 0 && arg[5] != '\0') {
+        o->serial = SERIAL_FILE;
+        o->serial_path = arg + 5;
+    } else if (strncmp(arg, "unix:", 5) == 0 && arg[5] != '\0') {
+        o->serial = SERIAL_UNIX;
+        o->serial_path = arg + 5;
+    } else {
+        return fail(err, len, "--serial: expected stdio, file:PATH or unix:PATH, got '%s'", arg);
+    }
+    return OPTIONS_RUN;
+}
+
+enum options_result options_parse(int argc, char **argv, struct vmm_options *o, char *err,
+                                  size_t len)
+{
+    enum {
+        OPT_KERNEL = 256,
+        OPT_INITRD,
+        OPT_CMDLINE,
+        OPT_MEM,
+        OPT_CPUS,
+        OPT_SERIAL,
+        OPT_NO_REBOOT,
+        OPT_LOG_LEVEL,
+        OPT_HELP,
+        OPT_VERSION
+    };
+    static const struct option longopts[] = {
+        {"kernel", required_argument, NULL, OPT_KERNEL},
+        {"initrd", required_argument, NULL, OPT_INITRD},
+        {"cmdline", required_argument, NULL, OPT_CMDLINE},
+        {"mem", required_argument, NULL, OPT_MEM},
+        {"cpus", required_argument, NULL, OPT_CPUS},
+        {"serial", required_argument, NULL, OPT_SERIAL},
+        {"no-reboot", no_argument, NULL, OPT_NO_REBOOT},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"help", no_argument, NULL, OPT_HELP},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {NULL, 0, NULL, 0},
+    };
+    *o = (struct vmm_options){
+        .cmdline = "console=ttyS0",
+        .mem_bytes = 256ull << 20,
+        .cpus = 1,
+        .serial = SERIAL_STDIO,
+        .log_level = LOG_WARN,
+    };
+    err[0] = '\0';
+    opterr = 0;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+        switch (c) {
+        case OPT_KERNEL:
+            o->kernel = optarg;
+            break;
+        case OPT_INITRD:
+            o->initrd = optarg;
+            break;
+        case OPT_CMDLINE:
+            o->cmdline = optarg;
+            break;
+        case OPT_MEM:
+            if (options_parse_size(optarg, &o->mem_bytes) != 0)
+                return fail(err, len, "--mem: '%s' is not a size (e.g. 512M, 2G)", optarg);
+            if (o->mem_bytes < VMM_MIN_MEM || o->mem_bytes > VMM_MAX_MEM)
+                return fail(err, len, "--mem: %s is out of range (16M to 1T)", optarg);
+            if ((o->mem_bytes & 0xfff) != 0)
+                return fail(err, len, "--mem: %s is not a multiple of 4K", optarg);
+            break;
+        case OPT_CPUS: {
+            char *end;
+            errno = 0;
+            unsigned long n = strtoul(optarg, &end, 10);
+            if (errno != 0 || *end != '\0' || optarg[0] < '0' || optarg[0] > '9')
+                return fail(err, len, "--cpus: '%s' is not a number", optarg);
+            if (n < 1 || n > VMM_MAX_CPUS)
+                return fail(err, len, "--cpus: %lu is out of range (1 to %u)", n, VMM_MAX_CPUS);
+            o->cpus = (unsigned)n;
+            break;
+        }
+        case OPT_SERIAL:
+            if (parse_serial(optarg, o, err, len) != OPTIONS_RUN)
+                return OPTIONS_ERROR;
+            break;
+        case OPT_NO_REBOOT:
+            o->no_reboot = true;
+            break;
+        case OPT_LOG_LEVEL:
+            if (log_parse_level(optarg, &o->log_level) != 0)
+                return fail(err, len,
+                            "--log-level: '%s' is not one of error, warn, info, debug, trace",
+                            optarg);
+            break;
+        case OPT_HELP:
+            fputs(usage, stdout);
+            return OPTIONS_EXIT;
+        case OPT_VERSION:
+            puts("bulkhead-vmm " BULKHEAD_VERSION);
+            return OPTIONS_EXIT;
+        case ':':
+            return fail(err, len, "%s needs an argument", argv[optind - 1]);
+        default:
+            return fail(err, len, "unknown option '%s' (see --help)", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return fail(err, len, "unexpected argument '%s' (see --help)", argv[optind]);
+    if (o->kernel == NULL)
+        return fail(err, len, "--kernel PATH is required (see --help)");
+    return OPTIONS_RUN;
+}

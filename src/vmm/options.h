@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/**
+ * @file options.h
+ * @brief The bulkhead-vmm command line.
+ */
+#ifndef BULKHEAD_VMM_OPTIONS_H
+#define BULKHEAD_VMM_OPTIONS_H
+
+#include "core/log.h"
+#include "host/console.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/** Parsed command line. */
+struct vmm_options {
+    const char *kernel;       /**< --kernel PATH (required). */
+    const char *initrd;       /**< --initrd PATH, or NULL. */
+    const char *cmdline;      /**< --cmdline STRING. */
+    uint64_t mem_bytes;       /**< --mem SIZE, in bytes. */
+    unsigned cpus;            /**< --cpus N. */
+    enum serial_kind serial;  /**< --serial kind. */
+    const char *serial_path;  /**< Path for file: and unix:. */
+    bool no_reboot;           /**< --no-reboot: exit instead of rebooting. */
+    enum log_level log_level; /**< --log-level LEVEL. */
+};
+
+/** What options_parse() wants the caller to do. */
+enum options_result {
+    OPTIONS_RUN,   /**< Options are valid: run the VM. */
+    OPTIONS_EXIT,  /**< --help or --version was printed: exit 0. */
+    OPTIONS_ERROR, /**< Invalid: the message is in the error buffer; exit 2. */
+};
+
+/** Largest --cpus accepted before asking the platform. */
+#define VMM_MAX_CPUS 254
+/** Smallest --mem accepted. */
+#define VMM_MIN_MEM (16ull << 20)
+/** Largest --mem accepted. */
+#define VMM_MAX_MEM (1ull << 40)
+
+/**
+ * Parse the command line.
+ * @param argc argument count.
+ * @param argv arguments.
+ * @param opts receives the options (defaults: 256 MiB, 1 CPU, stdio, "console=ttyS0").
+ * @param err receives a one-line message when OPTIONS_ERROR is returned.
+ * @param err_len size of @p err.
+ * @return what to do next.
+ */
+enum options_result options_parse(int argc, char **argv, struct vmm_options *opts, char *err,
+                                  size_t err_len);
+
+/**
+ * Parse a size: a number with an optional K, M, G or T suffix (powers of 1024); a bare number
+ * means MiB, as in QEMU's -m.
+ * @param s the text.
+ * @param out receives the size in bytes.
+ * @return 0, or -EINVAL on a malformed or overflowing size.
+ */
+int options_parse_size(const char *s, uint64_t *out);
+
+#endif

@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+#include "vmm/vm.h"
+
+#include "core/log.h"
+#include "vmm/machine.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+int vm_create(struct vm *vm, const struct vmm_options *opts, const struct boot_files *files,
+              struct console *console)
+{
+    memset(vm, 0, sizeof(*vm));
+    vm->opts = opts;
+    vm->console = console;
+    vm->ram.fd = -1;
+    vm->stop_fd = -1;
+    pthread_mutex_init(&vm->stop_lock, NULL);
+    int r;
+    vm->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (vm->stop_fd < 0)
+        return -errno;
+    if ((r = bus_init(&vm->pio, "pio")) != 0 || (r = bus_init(&vm->mmio, "mmio")) != 0)
+        return r;
+    r = guest_ram_create(&vm->ram, opts->mem_bytes);
+    if (r != 0) {
+        log_error("cannot allocate %llu MiB of guest RAM: %s",
+                  (unsigned long long)(opts->mem_bytes >> 20), strerror(-r));
+        return r;
+    }
+    struct plat_vm_params params = {.nr_vcpus = opts->cpus};
+    if ((r = plat_vm_create(&params, &vm->plat)) != 0)
+        return r;
+    if ((r = machine_map_ram(vm)) != 0)
+        return r;
+    if ((r = machine_build(vm, files)) != 0)
+        return r;
+    vm->vcpus = calloc(opts->cpus, sizeof(*vm->vcpus));
+    if (vm->vcpus == NULL)
+        return -ENOMEM;
+    for (unsigned i = 0; i < opts->cpus; i++) {
+        struct vm_vcpu *v = &vm->vcpus[i];
+        v->vm = vm;
+        v->index = i;
+        if ((r = plat_vcpu_create(vm->plat, i, &v->plat)) != 0)
+            return r;
+        if ((r = machine_setup_vcpu(vm, v)) != 0)
+            return r;
+    }
+    return 0;
+}
+
+static uint64_t process_start_ns;
+
+void vm_set_process_start(uint64_t monotonic_ns)
+{
+    process_start_ns = monotonic_ns;
+}
+
+static void log_startup_time(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    uint64_t ns = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+    log_info("start-up: first vCPU entry %.3f ms after process start",
+             (double)(ns - process_start_ns) / 1e6);
+}
+
+static void on_pio(void *opaque, uint16_t port, unsigned size, bool write, uint64_t *data)
+{
+    struct vm *vm = opaque;
+    int r = write ? bus_write(&vm->pio, port, size, *data) : bus_read(&vm->pio, port, size, data);
+    if (r != 0)
+        log_trace("unhandled port %s 0x%x/%u", write ? "write" : "read", port, size);
+}
+
+static void on_mmio(void *opaque, uint64_t gpa, unsigned size, bool write, uint64_t *data)
+{
+    struct vm *vm = opaque;
+    int r = write ? bus_write(&vm->mmio, gpa, size, *data) : bus_read(&vm->mmio, gpa, size, data);
+    if (r != 0)
+        log_debug("unhandled MMIO %s 0x%llx/%u", write ? "write" : "read", (unsigned long long)gpa,
+                  size);
+}
+
+static void stop_with_registers(struct vm_vcpu *v, const char *what, unsigned long long code,
+                                unsigned long long subcode)
+{
+    char regs[512];
+    if (plat_vcpu_dump(v->plat, regs, sizeof(regs)) < 0)
+        snprintf(regs, sizeof(regs), "vcpu%u (registers unavailable)", v->index);
+    log_error("%s on vCPU %u: %s", what, v->index, regs);
+    vm_request_stop(v->vm, VM_STOP_ERROR, "%s on vCPU %u (code 0x%llx/0x%llx)", what, v->index,
+                    code, subcode);
+}
+
+static void *vcpu_thread(void *arg)
+{
+    struct vm_vcpu *v = arg;
+    struct vm *vm = v->vm;
+    const struct plat_io_handler io = {.pio = on_pio, .mmio = on_mmio, .opaque = vm};
+
+    char name[16];
+    snprintf(name, sizeof(name), "vcpu%u", v->index);
+    pthread_setname_np(pthread_self(), name);
+    static bool startup_logged;
+    if (v->index == 0 && !startup_logged) {
+        startup_logged = true; /* once per process: later boots are resets */
+        log_startup_time();
+    }
+
+    while (vm_stop_reason(vm) == VM_STOP_NONE) {
+        struct plat_exit exit;
+        int r = plat_vcpu_run(v->plat, &io, &exit);
+        if (r != 0) {
+            vm_request_stop(vm, VM_STOP_ERROR, "running vCPU %u failed: %s", v->index,
+                            strerror(-r));
+            break;
+        }
+        switch (exit.reason) {
+        case PLAT_EXIT_KICKED:
+            break;
+        case PLAT_EXIT_SYSTEM_RESET:
+            vm_request_stop(vm, VM_STOP_RESET, "guest reset");
+            break;
+        case PLAT_EXIT_SYSTEM_OFF:
+            vm_request_stop(vm, VM_STOP_POWEROFF, "guest powered off");
+            break;
+        case PLAT_EXIT_SHUTDOWN:
+            stop_with_registers(v, "triple fault", exit.code, exit.subcode);
+            break;
+        case PLAT_EXIT_INTERNAL_ERROR:
+            stop_with_registers(v, "KVM internal error", exit.code, exit.subcode);
+            break;
+        case PLAT_EXIT_FAIL_ENTRY:
+            stop_with_registers(v, "VM entry failure", exit.code, exit.subcode);
+            break;
+        case PLAT_EXIT_UNHANDLED:
+            stop_with_registers(v, "unhandled exit", exit.code, exit.subcode);
+            break;
+        }
+    }
+    return NULL;
+}
+
+int vm_start(struct vm *vm)
+{
+    /* vCPU threads take only the kick signal; the main thread handles the rest. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int r = 0;
+    for (unsigned i = 0; i < vm->opts->cpus && r == 0; i++) {
+        struct vm_vcpu *v = &vm->vcpus[i];
+        sigset_t mask = all;
+        sigdelset(&mask, SIGRTMIN + 1);
+        pthread_sigmask(SIG_SETMASK, &mask, NULL);
+        r = -pthread_create(&v->thread, NULL, vcpu_thread, v);
+        v->started = r == 0;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (r != 0) {
+        vm_request_stop(vm, VM_STOP_ERROR, "cannot start vCPU threads: %s", strerror(-r));
+        vm_join(vm);
+    }
+    return r;
+}
+
+enum vm_stop vm_stop_reason(struct vm *vm)
+{
+    return (enum vm_stop)__atomic_load_n(&vm->stop_reason, __ATOMIC_ACQUIRE);
+}
+
+void vm_request_stop(struct vm *vm, enum vm_stop reason, const char *fmt, ...)
+{
+    pthread_mutex_lock(&vm->stop_lock);
+    if (vm_stop_reason(vm) == VM_STOP_NONE) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(vm->stop_message, sizeof(vm->stop_message), fmt, ap);
+        va_end(ap);
+        __atomic_store_n(&vm->stop_reason, (int)reason, __ATOMIC_RELEASE);
+        uint64_t one = 1;
+        if (write(vm->stop_fd, &one, sizeof(one)) < 0)
+            log_debug("stop eventfd: %s", strerror(errno));
+    }
+    pthread_mutex_unlock(&vm->stop_lock);
+    for (unsigned i = 0; vm->vcpus != NULL && i < vm->opts->cpus; i++) {
+        if (vm->vcpus[i].plat != NULL)
+            plat_vcpu_kick(vm->vcpus[i].plat);
+    }
+}
+
+void vm_join(struct vm *vm)
+{
+    for (unsigned i = 0; vm->vcpus != NULL && i < vm->opts->cpus; i++) {
+        if (vm->vcpus[i].started) {
+            pthread_join(vm->vcpus[i].thread, NULL);
+            vm->vcpus[i].started = false;
+        }
+    }
+}
+
+void vm_destroy(struct vm *vm)
+{
+    machine_destroy(vm);
+    plat_vm_destroy(vm->plat); /* also frees the platform vCPUs */
+    vm->plat = NULL;
+    free(vm->vcpus);
+    vm->vcpus = NULL;
+    guest_ram_destroy(&vm->ram);
+    bus_destroy(&vm->pio);
+    bus_destroy(&vm->mmio);
+    if (vm->stop_fd >= 0)
+        close(vm->stop_fd);
+    vm->stop_fd = -1;
+    pthread_mutex_destroy(&vm->stop_lock);
+}

@@ -36,7 +36,8 @@ void log_vmsg(enum log_level level, const char *fmt, va_list ap)
         return;
     /* Build the whole line first so concurrent vCPU threads never interleave within a line. */
     char line[1024];
-    int n = snprintf(line, sizeof(line), "bulkhead: %s: ", level_names[level]);
+    int n =
+        snprintf(line, sizeof(line), "%s: %s: ", program_invocation_short_name, level_names[level]);
     if (n < 0)
         return;
     int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);

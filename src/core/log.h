@@ -53,7 +53,8 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
  * @param fmt printf-style format.
  * @param ap arguments for @p fmt.
  */
-void log_vmsg(enum log_level level, const char *fmt, va_list ap);
+void log_vmsg(enum log_level level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 
 /** Log at LOG_ERROR. */
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)

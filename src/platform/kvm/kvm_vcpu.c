@@ -279,15 +279,16 @@ static int set_boot_msrs(struct plat_vcpu *vcpu)
         MSR_IA32_MISC_ENABLE,
     };
     enum { N = sizeof(indexes) / sizeof(indexes[0]) };
-    struct {
+    /* struct kvm_msrs ends in a flexible array: build it in a suitably aligned buffer. */
+    union {
         struct kvm_msrs hdr;
-        struct kvm_msr_entry entries[N];
+        uint8_t bytes[sizeof(struct kvm_msrs) + N * sizeof(struct kvm_msr_entry)];
     } msrs;
     memset(&msrs, 0, sizeof(msrs));
     msrs.hdr.nmsrs = N;
     for (unsigned i = 0; i < N; i++) {
-        msrs.entries[i].index = indexes[i];
-        msrs.entries[i].data = indexes[i] == MSR_IA32_MISC_ENABLE ? MISC_ENABLE_FAST_STRING : 0;
+        msrs.hdr.entries[i].index = indexes[i];
+        msrs.hdr.entries[i].data = indexes[i] == MSR_IA32_MISC_ENABLE ? MISC_ENABLE_FAST_STRING : 0;
     }
     int r = ioctl(vcpu->fd, KVM_SET_MSRS, &msrs);
     if (r < 0)

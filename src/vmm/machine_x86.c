@@ -224,9 +224,16 @@ int machine_build(struct vm *vm, const struct boot_files *files)
         return r;
     r = plat_x86_supported_cpuid(vm->machine->supported, X86_CPUID_MAX_ENTRIES,
                                  &vm->machine->nr_supported);
-    if (r != 0)
+    if (r != 0) {
         log_error("reading the host's CPUID: %s", strerror(-r));
-    return r;
+        return r;
+    }
+    for (unsigned i = 0; i < vm->machine->nr_supported; i++) {
+        const struct x86_cpuid_entry *e = &vm->machine->supported[i];
+        log_trace("host cpuid %08x.%u: %08x %08x %08x %08x", e->function, e->index, e->eax,
+                  e->ebx, e->ecx, e->edx);
+    }
+    return 0;
 }
 
 int machine_setup_vcpu(struct vm *vm, struct vm_vcpu *vcpu)

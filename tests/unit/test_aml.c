@@ -16,8 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
+#include <sys/wait.h>
 
 /* Build into a fresh stream with @p body, then compare with the expected bytes. */
 #define EXPECT_BYTES(b, ...)                                                                       \
@@ -95,7 +94,7 @@ static void scope_with_body(size_t body, unsigned want_bytes)
     struct aml_buf b;
     aml_init(&b);
     aml_scope_begin(&b, "ABCD");
-    uint8_t *fill = calloc(1, body - 4);
+    uint8_t *fill = calloc(1, body);
     assert_non_null(fill);
     aml_bytes(&b, fill, body - 4);
     free(fill);
@@ -132,7 +131,7 @@ static void test_pkglen_nested(void **state)
     aml_name_int(b, "_UID", 1);
     aml_end(b);
     aml_end(b);
-    EXPECT_BYTES(b, 0x10, 0x12, '\\', '_', 'S', 'B', '_', /* Scope */
+    EXPECT_BYTES(b, 0x10, 0x13, '\\', '_', 'S', 'B', '_', /* Scope */
                  0x5b, 0x82, 0x0b, 'D', 'E', 'V', '0',    /* Device */
                  0x08, '_', 'U', 'I', 'D', 0x01);         /* Name */
 }
@@ -287,8 +286,8 @@ static void test_method_and_ops(void **state)
     aml_end(b);
     aml_end(b);
     EXPECT_BYTES(b, 0x14, 0x09, '_', 'S', 'T', 'A', 0x00, 0xa4, 0x0a, 0x0f, /* _STA */
-                 0x14, 0x12, 'T', 'S', 'T', '_', 0x0a,                      /* Method, flags */
-                 0xa0, 0x07, 0x92, 0x93, 0x69, 0x67, 0x70, 0x68, 0x60,      /* If */
+                 0x14, 0x13, 'T', 'S', 'T', '_', 0x0a,                      /* Method, flags */
+                 0xa0, 0x08, 0x92, 0x93, 0x69, 0x67, 0x70, 0x68, 0x60,      /* If */
                  0xa1, 0x03, 0xa4, 0x00);                                   /* Else */
 }
 
@@ -345,7 +344,7 @@ static void test_resource_descriptors(void **state)
     aml_rd_io(b, 0x3f8, 0x3f8, 1, 8);
     aml_rd_irq_noflags(b, 4);
     aml_end(b);
-    EXPECT_BYTES(b, 0x11, 0x11, 0x0a, 0x0d,                      /* Buffer(13) */
+    EXPECT_BYTES(b, 0x11, 0x10, 0x0a, 0x0d,                      /* Buffer(13) */
                  0x47, 0x01, 0xf8, 0x03, 0xf8, 0x03, 0x01, 0x08, /* IO */
                  0x22, 0x10, 0x00,                               /* IRQNoFlags {4} */
                  0x79, 0x00);                                    /* End Tag */
@@ -505,12 +504,12 @@ static void put32le(uint8_t *p, uint32_t v)
 /* Wrap AML in a DSDT header (ACPI 6.5, 5.2.6) with a valid checksum. */
 static size_t wrap_dsdt(uint8_t *out, const struct aml_buf *b)
 {
-    memset(out, 0, 36);
-    memcpy(out, "DSDT", 4);
+    static const uint8_t header[36] = {
+        'D', 'S', 'D', 'T', 0,   0,   0, 0, 2, 0, 'B', 'L', 'K', 'H', 'D', ' ', 'B', 'U',
+        'L', 'K', 'H', 'E', 'A', 'D', 1, 0, 0, 0, 'T', 'E', 'S', 'T', 1,   0,   0,   0,
+    };
+    memcpy(out, header, sizeof(header));
     put32le(out + 4, (uint32_t)(36 + b->len));
-    out[8] = 2;
-    memcpy(out + 10, "BLKHD BULKHEAD", 14);
-    memcpy(out + 28, "TEST", 4);
     memcpy(out + 36, b->data, b->len);
     uint8_t sum = 0;
     for (size_t i = 0; i < 36 + b->len; i++)
@@ -547,7 +546,7 @@ static void test_iasl_decodes_everything(void **state)
     aml_scope_begin(b, "\\_SB");
     aml_device_begin(b, "DEV0");
     aml_name_eisaid(b, "_HID", "PNP0C02");
-    aml_name_string(b, "_STR", "bulkhead");
+    aml_name_string(b, "SNAM", "bulkhead");
     aml_name(b, "_CRS");
     aml_resource_template_begin(b);
     aml_rd_io(b, 0x600, 0x600, 1, 16);

@@ -17,16 +17,19 @@
 #define HDR_MIN_END (BP_HDR_OFFSET(handover_offset) + sizeof(uint32_t))
 /* Where the header would end if it had every field this loader knows. */
 #define HDR_MAX_END (BP_SETUP_HEADER_OFFSET + sizeof(struct bp_setup_header))
+/* Room the zero page leaves for the header: later protocols' fields are copied blindly. */
+#define HDR_ROOM_END offsetof(struct boot_params, edd_mbr_sig_buffer)
 
-/* What the header says and where the pieces go, decided before anything is written. */
+/** What the header says and where the pieces go, decided before anything is written. */
 struct bz_plan {
-    struct bp_setup_header hdr; /* the image's header (fields past its end are zero) */
-    size_t hdr_len;             /* bytes of the header present in the image */
-    uint64_t pm_offset;         /* file offset of the protected-mode kernel */
-    uint64_t pm_size;           /* its size */
-    uint64_t load;              /* where it is loaded */
-    uint64_t kernel_end;        /* end of the memory the kernel uses before reading e820 */
-    uint64_t initrd;            /* initrd address, 0 when none */
+    struct bp_setup_header hdr; /**< The image's header (fields past its end are zero). */
+    size_t hdr_len;             /**< Bytes of the header present in the image (known part). */
+    size_t hdr_copy;            /**< Bytes of the header copied to the zero page. */
+    uint64_t pm_offset;         /**< File offset of the protected-mode kernel. */
+    uint64_t pm_size;           /**< Its size. */
+    uint64_t load;              /**< Where it is loaded. */
+    uint64_t kernel_end;        /**< End of the memory the kernel uses before reading e820. */
+    uint64_t initrd;            /**< Initrd address, 0 when none. */
 };
 
 static uint16_t le16_at(const uint8_t *p)
@@ -84,6 +87,7 @@ static int bz_parse_header(const uint8_t *k, size_t size, struct bz_plan *plan)
         log_error("boot: bzImage is truncated (%zu bytes) inside its setup header", size);
         return -EINVAL;
     }
+    plan->hdr_copy = (hdr_end < HDR_ROOM_END ? hdr_end : HDR_ROOM_END) - BP_SETUP_HEADER_OFFSET;
     if (hdr_end > HDR_MAX_END)
         hdr_end = HDR_MAX_END;
     memset(&plan->hdr, 0, sizeof(plan->hdr));
@@ -176,8 +180,11 @@ static void bz_fill_zero_page(const struct x86_boot_ctx *ctx, const struct bz_pl
     uint64_t cmdline = X86_CMDLINE_GPA;
     uint64_t initrd_size = ctx->spec->initrd_size;
 
+    /* The whole header as the image has it (fields newer than this loader included)... */
     memset(bp, 0, sizeof(*bp));
-    memcpy(&bp->hdr, &plan->hdr, plan->hdr_len);
+    memcpy((uint8_t *)bp + BP_SETUP_HEADER_OFFSET, ctx->spec->kernel + BP_SETUP_HEADER_OFFSET,
+           plan->hdr_copy);
+    /* ...then what the loader decides. */
     bp->hdr.type_of_loader = BP_LOADER_TYPE_UNDEFINED;
     bp->hdr.loadflags = (uint8_t)(bp->hdr.loadflags | BP_LOADED_HIGH | BP_CAN_USE_HEAP);
     bp->hdr.heap_end_ptr = BP_HEAP_END_PTR;

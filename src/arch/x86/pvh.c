@@ -46,19 +46,21 @@ _Static_assert(PVH_MEMMAP_OFFSET + E820_MAX_ENTRIES * sizeof(struct hvm_memmap_t
 _Static_assert(X86_PVH_INFO_GPA + PVH_PAGE_SIZE <= X86_ZERO_PAGE_GPA,
                "the PVH page does not run into the zero page");
 
+/** The fields of an ELF64 program header the loader uses. */
 struct elf_seg {
-    uint64_t offset;
-    uint64_t paddr;
-    uint64_t filesz;
-    uint64_t memsz;
+    uint64_t offset; /**< p_offset: where the bytes are in the file. */
+    uint64_t paddr;  /**< p_paddr: guest-physical load address. */
+    uint64_t filesz; /**< p_filesz: bytes copied from the file. */
+    uint64_t memsz;  /**< p_memsz: bytes occupied in memory (the rest is zeroed). */
 };
 
+/** What the ELF file says, checked, before anything is written. */
 struct pvh_plan {
-    uint64_t phoff;
-    unsigned phnum;
-    uint64_t entry;
-    uint64_t kernel_end;
-    uint64_t initrd;
+    uint64_t phoff;      /**< File offset of the program headers. */
+    unsigned phnum;      /**< Number of program headers. */
+    uint64_t entry;      /**< 32-bit PVH entry point from the note. */
+    uint64_t kernel_end; /**< End of the highest loaded segment. */
+    uint64_t initrd;     /**< Initrd address, 0 when none. */
 };
 
 static uint16_t rd16(const uint8_t *p)

@@ -600,7 +600,12 @@ static void build_fadt(uint8_t *t, const struct acpi_machine *m, uint64_t facs, 
     put_gas_io(t, FADT_RESET_REG, 8, GAS_ACCESS_BYTE, m->reset_port);
     put8(t, FADT_RESET_VALUE, m->reset_value);
     put8(t, FADT_MINOR, FADT_MINOR_VERSION);
-    put64(t, FADT_X_FIRMWARE_CTRL, facs);
+    /*
+     * The FACS is given once, in FIRMWARE_CTRL: the spec (5.2.9, table 5.9) requires
+     * X_FIRMWARE_CTRL to be zero when FIRMWARE_CTRL is set, and ACPICA prefers the 32-bit
+     * FACS address anyway. The DSDT may be (and is) given in both forms.
+     */
+    put64(t, FADT_X_FIRMWARE_CTRL, 0);
     put64(t, FADT_X_DSDT, dsdt);
     /* The X_ blocks repeat the 32-bit ones exactly: ACPICA warns on any mismatch. */
     put_gas_io(t, FADT_X_PM1A_EVT_BLK, PM1_EVT_LEN * 8, GAS_ACCESS_WORD, m->pm1a_evt_port);
@@ -649,9 +654,16 @@ static void build_rsdp(uint8_t *t, uint64_t xsdt)
     t[RSDP_EXT_CHECKSUM] = checksum(t, RSDP_LEN);
 }
 
-/* Where each table goes: offsets into the output buffer. */
+/** Where each table goes: offsets into the output buffer. */
 struct acpi_layout {
-    size_t rsdp, xsdt, fadt, facs, dsdt, madt, mcfg, end;
+    size_t rsdp; /**< Root System Description Pointer (always 0). */
+    size_t xsdt; /**< Extended System Description Table. */
+    size_t fadt; /**< Fixed ACPI Description Table. */
+    size_t facs; /**< Firmware ACPI Control Structure (64-byte aligned in the guest). */
+    size_t dsdt; /**< Differentiated System Description Table. */
+    size_t madt; /**< Multiple APIC Description Table. */
+    size_t mcfg; /**< PCI Express memory-mapped configuration table. */
+    size_t end;  /**< First byte after the last table. */
 };
 
 /* Reserve @p len bytes at the next guest address aligned to @p align. */

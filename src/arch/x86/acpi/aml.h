@@ -371,7 +371,7 @@ void aml_rd_memory32_fixed(struct aml_buf *b, bool rw, uint32_t base, uint32_t l
  * @param b the stream (inside a resource template).
  * @param usage producer for a host bridge.
  * @param min first bus.
- * @param max last bus, >= @p min.
+ * @param max last bus, >= @p min; max - min + 1 must fit the 16-bit length field.
  */
 void aml_rd_word_bus(struct aml_buf *b, enum aml_rsrc_usage usage, uint16_t min, uint16_t max);
 
@@ -380,7 +380,8 @@ void aml_rd_word_bus(struct aml_buf *b, enum aml_rsrc_usage usage, uint16_t min,
  * @param b the stream (inside a resource template).
  * @param usage producer for a bridge window.
  * @param min first port.
- * @param max last port, >= @p min.
+ * @param max last port, >= @p min; max - min + 1 must fit the 16-bit length field (so one
+ *        descriptor cannot cover all of 0..0xFFFF).
  */
 void aml_rd_word_io(struct aml_buf *b, enum aml_rsrc_usage usage, uint16_t min, uint16_t max);
 

@@ -230,8 +230,8 @@ int machine_build(struct vm *vm, const struct boot_files *files)
     }
     for (unsigned i = 0; i < vm->machine->nr_supported; i++) {
         const struct x86_cpuid_entry *e = &vm->machine->supported[i];
-        log_trace("host cpuid %08x.%u: %08x %08x %08x %08x", e->function, e->index, e->eax,
-                  e->ebx, e->ecx, e->edx);
+        log_trace("host cpuid %08x.%u: %08x %08x %08x %08x", e->function, e->index, e->eax, e->ebx,
+                  e->ecx, e->edx);
     }
     return 0;
 }

@@ -238,12 +238,14 @@ static void test_fadt(void **state)
     assert_true(boot & (1u << 5));
     assert_false(boot & (1u << 1));
     assert_false(boot & (1u << 3));
+    assert_true(boot & (1u << 0)); /* LEGACY_DEVICES: COM1 */
 
     uint32_t flags = rd32(f + 112);
     assert_true(flags & (1u << 0));   /* WBINVD */
     assert_true(flags & (1u << 2));   /* PROC_C1 */
     assert_false(flags & (1u << 4));  /* PWR_BUTTON clear: fixed-feature button */
     assert_true(flags & (1u << 5));   /* SLP_BUTTON: none */
+    assert_true(flags & (1u << 6));   /* FIX_RTC: no RTC wake status */
     assert_false(flags & (1u << 8));  /* TMR_VAL_EXT: 24-bit timer */
     assert_true(flags & (1u << 10));  /* RESET_REG_SUP */
     assert_false(flags & (1u << 20)); /* not HW_REDUCED */

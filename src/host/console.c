@@ -49,7 +49,7 @@ int console_open(struct console *c, enum serial_kind kind, const char *path)
             log_error("--serial unix:%s: path too long", path);
             return -ENAMETOOLONG;
         }
-        strcpy(addr.sun_path, path);
+        memcpy(addr.sun_path, path, strlen(path) + 1);
         c->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (c->listen_fd < 0)
             return -errno;

@@ -33,9 +33,10 @@ int guest_ram_create(struct guest_ram *ram, uint64_t size)
     uint8_t *res = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (res == MAP_FAILED)
         goto fail_fd;
-    uintptr_t start = ((uintptr_t)res + GUARD_SIZE + HUGE_ALIGN - 1) & ~(uintptr_t)(HUGE_ALIGN - 1);
-    void *base =
-        mmap((void *)start, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+    uintptr_t first = (uintptr_t)res + GUARD_SIZE;
+    size_t pad = (HUGE_ALIGN - (first & (HUGE_ALIGN - 1))) & (HUGE_ALIGN - 1);
+    void *base = mmap(res + GUARD_SIZE + pad, (size_t)size, PROT_READ | PROT_WRITE,
+                      MAP_SHARED | MAP_FIXED, fd, 0);
     if (base == MAP_FAILED) {
         int err = errno;
         munmap(res, len);

@@ -23,14 +23,16 @@
 
 /** The PC's devices and what the vCPUs start with. */
 struct machine {
-    struct uart16550 com1;
-    struct acpi_pm pm;
-    struct i8042 kbc;
-    struct pci_host pci;
-    bool com1_ready, pm_ready, pci_ready;
-    struct x86_boot_state boot_state;
-    struct x86_cpuid_entry supported[X86_CPUID_MAX_ENTRIES];
-    unsigned nr_supported;
+    struct uart16550 com1;                                   /**< COM1. */
+    struct acpi_pm pm;                                       /**< ACPI fixed hardware. */
+    struct i8042 kbc;                                        /**< Reset line only. */
+    struct pci_host pci;                                     /**< PCIe host bridge and bus 0. */
+    bool com1_ready;                                         /**< com1 needs destroying. */
+    bool pm_ready;                                           /**< pm needs destroying. */
+    bool pci_ready;                                          /**< pci needs destroying. */
+    struct x86_boot_state boot_state;                        /**< What vCPU 0 starts with. */
+    struct x86_cpuid_entry supported[X86_CPUID_MAX_ENTRIES]; /**< The host's CPUID. */
+    unsigned nr_supported;                                   /**< Valid entries in supported. */
 };
 
 static uint64_t low_ram_size(const struct vm *vm)
@@ -211,6 +213,7 @@ int machine_build(struct vm *vm, const struct boot_files *files)
     }
     if ((r = write_acpi_tables(vm)) != 0)
         return r;
+    log_debug("start-up: %.3f ms: devices and ACPI tables ready", vm_ms_since_start());
     struct x86_boot_spec spec = {
         .mem = &vm->mem,
         .kernel = files->kernel,
@@ -222,6 +225,7 @@ int machine_build(struct vm *vm, const struct boot_files *files)
     };
     if ((r = x86_boot_load(&spec, &vm->machine->boot_state)) != 0)
         return r;
+    log_debug("start-up: %.3f ms: kernel and initrd loaded", vm_ms_since_start());
     r = plat_x86_supported_cpuid(vm->machine->supported, X86_CPUID_MAX_ENTRIES,
                                  &vm->machine->nr_supported);
     if (r != 0) {

@@ -59,8 +59,7 @@ static int map_file(const char *what, const char *path, const uint8_t **data, si
         close(fd);
         return usage_error("%s '%s' is empty", what, path);
     }
-    /* Populate at once: one fault per page would cost more than the copy itself. */
-    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (p == MAP_FAILED)
         return usage_error("cannot read %s '%s': %s", what, path, strerror(errno));
@@ -69,9 +68,10 @@ static int map_file(const char *what, const char *path, const uint8_t **data, si
     return 0;
 }
 
+/** What the signal callback needs. */
 struct runner {
-    struct vm *vm;
-    int sfd;
+    struct vm *vm; /**< The running VM. */
+    int sfd;       /**< The signalfd. */
 };
 
 static void on_signal(void *opaque, uint32_t events)

@@ -42,7 +42,7 @@ void vm_set_process_start(uint64_t monotonic_ns)
     process_start_ns = monotonic_ns;
 }
 
-static double ms_since_start(void)
+double vm_ms_since_start(void)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
@@ -52,7 +52,7 @@ static double ms_since_start(void)
 
 static void log_startup_time(void)
 {
-    log_info("start-up: first vCPU entry %.3f ms after process start", ms_since_start());
+    log_info("start-up: first vCPU entry %.3f ms after process start", vm_ms_since_start());
 }
 
 int vm_create(struct vm *vm, const struct vmm_options *opts, const struct boot_files *files,
@@ -77,17 +77,17 @@ int vm_create(struct vm *vm, const struct vmm_options *opts, const struct boot_f
         return r;
     }
     struct plat_vm_params params = {.nr_vcpus = opts->cpus};
-    log_debug("start-up: %.3f ms: guest RAM allocated", ms_since_start());
+    log_debug("start-up: %.3f ms: guest RAM allocated", vm_ms_since_start());
     if (log_get_level() >= LOG_DEBUG && pio_counts == NULL)
         pio_counts = calloc(65536, sizeof(*pio_counts));
     if ((r = plat_vm_create(&params, &vm->plat)) != 0)
         return r;
     if ((r = machine_map_ram(vm)) != 0)
         return r;
-    log_debug("start-up: %.3f ms: VM created, RAM mapped", ms_since_start());
+    log_debug("start-up: %.3f ms: VM created, RAM mapped", vm_ms_since_start());
     if ((r = machine_build(vm, files)) != 0)
         return r;
-    log_debug("start-up: %.3f ms: machine built, guest loaded", ms_since_start());
+    log_debug("start-up: %.3f ms: machine built, guest loaded", vm_ms_since_start());
     vm->vcpus = calloc(opts->cpus, sizeof(*vm->vcpus));
     if (vm->vcpus == NULL)
         return -ENOMEM;
@@ -100,7 +100,7 @@ int vm_create(struct vm *vm, const struct vmm_options *opts, const struct boot_f
         if ((r = machine_setup_vcpu(vm, v)) != 0)
             return r;
     }
-    log_debug("start-up: %.3f ms: vCPUs ready", ms_since_start());
+    log_debug("start-up: %.3f ms: vCPUs ready", vm_ms_since_start());
     return 0;
 }
 

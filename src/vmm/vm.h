@@ -119,6 +119,12 @@ void vm_join(struct vm *vm);
 void vm_set_process_start(uint64_t monotonic_ns);
 
 /**
+ * Milliseconds since the process started (see vm_set_process_start()), for start-up logs.
+ * @return elapsed wall time in milliseconds.
+ */
+double vm_ms_since_start(void);
+
+/**
  * Free everything vm_create() made.
  * @param vm the VM.
  */

@@ -15,7 +15,7 @@ expect_in "$LOG" "Kernel panic"
 # A tiny PVH kernel that loads an empty IDT and executes int3.
 elf=$E2E_LOGS/triple-fault.elf
 gcc -c -o "$elf.o" tests/e2e/fixtures/triple-fault.S &&
-    ld -m elf_x86_64 -static -nostdlib --build-id=none -Ttext=0x100000 -e _start -o "$elf" "$elf.o" ||
+    ld -m elf_x86_64 -static -nostdlib --build-id=none -Ttext=0x200000 -e _start -o "$elf" "$elf.o" ||
     fail "cannot build the triple-fault fixture"
 LOG=$E2E_LOGS/triple-fault.log
 timeout 60 "$VMM" --kernel "$elf" < /dev/null > "$LOG" 2>&1

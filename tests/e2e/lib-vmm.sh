@@ -5,6 +5,7 @@
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 VMM=${VMM:-build/bulkhead-vmm}
+GUEST_VMLINUX=${GUEST_VMLINUX:-build/guest/vmlinux}
 E2E_LOGS=${E2E_LOGS:-build/test-logs/e2e}
 mkdir -p "$E2E_LOGS"
 # Quiet console (every console byte is an exit), reboot on panic so a panic ends the VM.

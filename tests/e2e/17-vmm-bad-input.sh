@@ -25,7 +25,7 @@ check "--mem" --kernel "$GUEST_KERNEL" --mem 0
 check "--mem" --kernel "$GUEST_KERNEL" --mem 12x
 check "--cpus" --kernel "$GUEST_KERNEL" --cpus 0
 check "--cpus" --kernel "$GUEST_KERNEL" --cpus 100000
-check "--cpus" --kernel "$GUEST_KERNEL" --cpus 250
+check "--cpus" --kernel "$GUEST_KERNEL" --cpus 255
 check "--serial" --kernel "$GUEST_KERNEL" --serial tcp:1
 check "--bogus" --kernel "$GUEST_KERNEL" --bogus
 check "--kernel" --mem 1G

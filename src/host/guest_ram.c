@@ -4,6 +4,7 @@
 #include "core/log.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -12,6 +13,25 @@
 /* Guards this large catch a stray index far past either end, and keep 2 MiB alignment. */
 #define GUARD_SIZE (2u << 20)
 #define HUGE_ALIGN (2u << 20)
+
+/* memfd RAM only gets transparent huge pages when the host lets shmem use them; say so once,
+ * because without them a boot under nested paging takes about twice as long. */
+static void check_shmem_huge_pages(void)
+{
+    static bool checked;
+    if (checked)
+        return;
+    checked = true;
+    char buf[128] = {0};
+    int fd = open("/sys/kernel/mm/transparent_hugepage/shmem_enabled", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n > 0 && (strstr(buf, "[never]") != NULL || strstr(buf, "[deny]") != NULL))
+        log_info("guest RAM uses 4 KiB pages: /sys/kernel/mm/transparent_hugepage/shmem_enabled "
+                 "is never; 'advise' gives it huge pages");
+}
 
 int guest_ram_create(struct guest_ram *ram, uint64_t size)
 {
@@ -43,6 +63,7 @@ int guest_ram_create(struct guest_ram *ram, uint64_t size)
         close(fd);
         return -err;
     }
+    check_shmem_huge_pages();
     if (madvise(base, (size_t)size, MADV_HUGEPAGE) != 0)
         log_debug("guest RAM: MADV_HUGEPAGE refused: %s", strerror(errno));
     /* Guest RAM never belongs in a core dump of the VMM. */

@@ -143,18 +143,19 @@ static int add_legacy_devices(struct vm *vm)
     return i8042_register(&m->kbc, &vm->pio);
 }
 
-static int add_pci(struct vm *vm)
+/* The PCI host decodes exactly the windows the ACPI tables describe. */
+static int add_pci(struct vm *vm, const struct acpi_machine *am)
 {
     struct pci_host_config cfg = {
-        .ecam_base = X86_PCI_ECAM_BASE,
-        .bus_first = X86_PCI_BUS_FIRST,
-        .bus_last = X86_PCI_BUS_LAST,
-        .mmio32_base = X86_PCI_MMIO32_BASE,
-        .mmio32_size = X86_PCI_MMIO32_SIZE,
-        .mmio64_base = mmio64_base(vm),
-        .mmio64_size = X86_PCI_MMIO64_SIZE,
-        .io_base = X86_PCI_IO_BASE,
-        .io_size = X86_PCI_IO_SIZE,
+        .ecam_base = am->ecam_base,
+        .bus_first = am->bus_first,
+        .bus_last = am->bus_last,
+        .mmio32_base = am->mmio32_base,
+        .mmio32_size = am->mmio32_size,
+        .mmio64_base = am->mmio64_base,
+        .mmio64_size = am->mmio64_size,
+        .io_base = am->io_base,
+        .io_size = am->io_size,
         .route_intx = route_intx,
         .set_irq = set_gsi,
         .irq_ctx = vm,
@@ -165,37 +166,13 @@ static int add_pci(struct vm *vm)
     return r;
 }
 
-static int write_acpi_tables(struct vm *vm)
+static int write_acpi_tables(struct vm *vm, const struct acpi_machine *am)
 {
-    struct acpi_machine am = {
-        .nr_cpus = vm->opts->cpus,
-        .lapic_gpa = X86_LAPIC_GPA,
-        .ioapic_gpa = X86_IOAPIC_GPA,
-        .ioapic_id = (uint8_t)vm->opts->cpus,
-        .ecam_base = X86_PCI_ECAM_BASE,
-        .bus_first = X86_PCI_BUS_FIRST,
-        .bus_last = X86_PCI_BUS_LAST,
-        .mmio32_base = X86_PCI_MMIO32_BASE,
-        .mmio32_size = X86_PCI_MMIO32_SIZE,
-        .mmio64_base = mmio64_base(vm),
-        .mmio64_size = X86_PCI_MMIO64_SIZE,
-        .io_base = X86_PCI_IO_BASE,
-        .io_size = X86_PCI_IO_SIZE,
-        .pm1a_evt_port = X86_ACPI_PM1A_EVT_PORT,
-        .pm1a_cnt_port = X86_ACPI_PM1A_CNT_PORT,
-        .pm_tmr_port = X86_ACPI_PM_TMR_PORT,
-        .reset_port = X86_ACPI_RESET_PORT,
-        .reset_value = X86_ACPI_RESET_VALUE,
-        .sci_irq = X86_ACPI_SCI_IRQ,
-        .s5_type = X86_ACPI_S5_TYPE,
-        .com1_port = X86_COM1_PORT,
-        .com1_irq = X86_COM1_IRQ,
-    };
     uint8_t *buf = guest_mem_ptr(&vm->mem, X86_ACPI_TABLES_GPA, X86_ACPI_TABLES_SIZE);
     if (buf == NULL)
         return -ENOMEM;
     size_t used;
-    int r = acpi_build_tables(&am, buf, X86_ACPI_TABLES_SIZE, X86_ACPI_TABLES_GPA, &used);
+    int r = acpi_build_tables(am, buf, X86_ACPI_TABLES_SIZE, X86_ACPI_TABLES_GPA, &used);
     if (r != 0)
         log_error("building the ACPI tables failed: %s", strerror(-r));
     return r;
@@ -206,12 +183,14 @@ int machine_build(struct vm *vm, const struct boot_files *files)
     vm->machine = calloc(1, sizeof(*vm->machine));
     if (vm->machine == NULL)
         return -ENOMEM;
+    struct acpi_machine am;
+    acpi_machine_from_layout(&am, vm->opts->cpus, mmio64_base(vm));
     int r;
-    if ((r = add_legacy_devices(vm)) != 0 || (r = add_pci(vm)) != 0) {
+    if ((r = add_legacy_devices(vm)) != 0 || (r = add_pci(vm, &am)) != 0) {
         log_error("creating the devices failed: %s", strerror(-r));
         return r;
     }
-    if ((r = write_acpi_tables(vm)) != 0)
+    if ((r = write_acpi_tables(vm, &am)) != 0)
         return r;
     log_debug("start-up: %.3f ms: devices and ACPI tables ready", vm_ms_since_start());
     struct x86_boot_spec spec = {

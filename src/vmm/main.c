@@ -44,28 +44,60 @@ static int usage_error(const char *fmt, ...)
     return EXIT_USAGE;
 }
 
-/* Map a boot file read-only; the mapping lives as long as the process. */
-static int map_file(const char *what, const char *path, const uint8_t **data, size_t *size)
+/* A boot file stays open for the life of the process (so a reboot loads the same file even
+ * if its path is replaced), but is mapped only while a boot loads it: its pages then do not
+ * count against the VMM's resident memory while the guest runs. */
+struct boot_file {
+    int fd;
+    size_t size;
+};
+
+static int open_file(const char *what, const char *path, struct boot_file *f)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    f->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (f->fd < 0)
         return usage_error("cannot open %s '%s': %s", what, path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
+    if (fstat(f->fd, &st) != 0 || !S_ISREG(st.st_mode))
         return usage_error("%s '%s' is not a regular file", what, path);
-    }
-    if (st.st_size == 0) {
-        close(fd);
+    if (st.st_size == 0)
         return usage_error("%s '%s' is empty", what, path);
-    }
-    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (p == MAP_FAILED)
-        return usage_error("cannot read %s '%s': %s", what, path, strerror(errno));
-    *data = p;
-    *size = (size_t)st.st_size;
+    f->size = (size_t)st.st_size;
     return 0;
+}
+
+static const uint8_t *map_file(const struct boot_file *f)
+{
+    if (f->fd < 0)
+        return NULL;
+    void *p = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, f->fd, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static int map_boot_files(const struct boot_file *kernel, const struct boot_file *initrd,
+                          struct boot_files *files)
+{
+    *files = (struct boot_files){0};
+    files->kernel = map_file(kernel);
+    files->kernel_size = kernel->size;
+    if (initrd->fd >= 0) {
+        files->initrd = map_file(initrd);
+        files->initrd_size = initrd->size;
+    }
+    if (files->kernel == NULL || (initrd->fd >= 0 && files->initrd == NULL)) {
+        log_error("cannot map the boot files: %s", strerror(errno));
+        return -errno;
+    }
+    return 0;
+}
+
+static void unmap_boot_files(struct boot_files *files)
+{
+    if (files->kernel != NULL)
+        munmap((void *)files->kernel, files->kernel_size);
+    if (files->initrd != NULL)
+        munmap((void *)files->initrd, files->initrd_size);
+    *files = (struct boot_files){0};
 }
 
 /** What the signal callback needs. */
@@ -93,10 +125,19 @@ static void on_stop(void *opaque, uint32_t events)
 }
 
 /* Run one boot of the VM; returns the stop reason, or a negative errno if it never ran. */
-static int run_once(struct vm *vm, const struct vmm_options *opts, const struct boot_files *files,
-                    struct console *console, struct event_loop *loop, int sfd)
+static int run_once(struct vm *vm, const struct vmm_options *opts, const struct boot_file *kernel,
+                    const struct boot_file *initrd, struct console *console,
+                    struct event_loop *loop, int sfd)
 {
-    int r = vm_create(vm, opts, files, console);
+    /* vm_destroy() must be safe on whatever state a failure leaves. */
+    memset(vm, 0, sizeof(*vm));
+    vm->stop_fd = -1;
+    vm->ram.fd = -1;
+    struct boot_files files;
+    int r = map_boot_files(kernel, initrd, &files);
+    if (r == 0)
+        r = vm_create(vm, opts, &files, console);
+    unmap_boot_files(&files);
     if (r != 0)
         return r;
     struct runner rn = {.vm = vm, .sfd = sfd};
@@ -138,12 +179,11 @@ int main(int argc, char **argv)
     log_set_level(opts.log_level);
     vm_set_process_start((uint64_t)t0.tv_sec * 1000000000ull + (uint64_t)t0.tv_nsec);
 
-    struct boot_files files = {0};
-    int r = map_file("kernel", opts.kernel, &files.kernel, &files.kernel_size);
+    struct boot_file kernel = {.fd = -1}, initrd = {.fd = -1};
+    int r = open_file("kernel", opts.kernel, &kernel);
     if (r != 0)
         return r;
-    if (opts.initrd != NULL &&
-        (r = map_file("initrd", opts.initrd, &files.initrd, &files.initrd_size)) != 0)
+    if (opts.initrd != NULL && (r = open_file("initrd", opts.initrd, &initrd)) != 0)
         return r;
 
     if (plat_init() != 0)
@@ -175,7 +215,7 @@ int main(int argc, char **argv)
     int status = EXIT_VM_FAILURE;
     for (unsigned boot = 0;; boot++) {
         struct vm vm;
-        r = run_once(&vm, &opts, &files, &console, &loop, sfd);
+        r = run_once(&vm, &opts, &kernel, &initrd, &console, &loop, sfd);
         if (r < 0) {
             vm_destroy(&vm);
             /* An unusable kernel or initrd is the user's input (logged by the loader). */

@@ -10,7 +10,8 @@ check() { # EXPECTED_WORD ARGS...
     local word=$1
     shift
     local err
-    err=$("$VMM" "$@" 2>&1 >/dev/null < /dev/null)
+    # A timeout, in case a bad check ever boots a guest instead of refusing it.
+    err=$(run_timeout 30 "$VMM" "$@" 2>&1 >/dev/null < /dev/null)
     local rc=$?
     [ $rc -eq 2 ] || fail "'$*' exited $rc, expected 2 (stderr: $err)"
     [ "$(printf '%s\n' "$err" | wc -l)" -eq 1 ] || fail "'$*' printed more than one line: $err"

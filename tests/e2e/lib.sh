@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # SPDX-License-Identifier: BSD-2-Clause
 # Helpers for bulkhead's end-to-end tests. Source it first thing:
 #
@@ -24,7 +25,8 @@
 # line is "$GUEST_APPEND -- COMMAND"; the guest prints $READY_MARKER, runs
 # COMMAND with `sh -c` on the serial console, prints "$EXIT_MARKER<status>"
 # and powers off. The kernel's parser eats double quotes: quote COMMAND's
-# arguments with single quotes.
+# arguments with single quotes. At most 32 words may follow `--` (more panic
+# the guest kernel): use guest_script for anything longer.
 
 # Where things are. Tests may override any of these before using them.
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -197,6 +199,16 @@ expect_guest_exit() {
         show_log "$1"
         fail "the guest command exited $st, expected $2 ($1)"
     }
+}
+
+# guest_script SCRIPT: print a short guest command (for after `--`) that runs
+# the multi-line shell SCRIPT in the guest. The kernel panics ("Too many boot
+# init vars") when more than 32 words follow `--`, its command line holds at
+# most 2047 bytes, and it eats double quotes; SCRIPT travels base64-encoded in
+# one word instead (busybox base64 decodes it to /tmp/s, sh runs it with the
+# console as stdin). Keep SCRIPT under ~1400 bytes.
+guest_script() {
+    echo "echo $(printf '%s\n' "$1" | base64 -w 0)|base64 -d >/tmp/s;sh /tmp/s"
 }
 
 # qemu_guest TIMEOUT LOGFILE INITRD COMMAND: boot the test guest with Debian's

@@ -33,6 +33,24 @@ static int check_cap(int fd, long cap, const char *name)
     return r;
 }
 
+/* APICv (Intel) and AVIC (AMD) are module parameters of KVM; say which is in use (REQ-101). */
+static void log_apic_virtualisation(void)
+{
+    static const char *const params[] = {"/sys/module/kvm_intel/parameters/enable_apicv",
+                                         "/sys/module/kvm_amd/parameters/avic"};
+    for (size_t i = 0; i < sizeof(params) / sizeof(params[0]); i++) {
+        char v[8] = {0};
+        int fd = open(params[i], O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ssize_t n = read(fd, v, sizeof(v) - 1);
+        close(fd);
+        if (n > 0)
+            log_info("APIC virtualisation (%s): %s", i == 0 ? "APICv" : "AVIC",
+                     (v[0] == 'Y' || v[0] == '1') ? "on" : "off (not offered by this host)");
+    }
+}
+
 int plat_init(void)
 {
     if (kvm_platform.sys_fd >= 0)
@@ -89,6 +107,7 @@ int plat_init(void)
         close(fd);
         return -err;
     }
+    log_apic_virtualisation();
     kvm_platform.sys_fd = fd;
     kvm_platform.vcpu_mmap_size = (size_t)mmap_size;
     kvm_platform.max_vcpus = (unsigned)max;
@@ -130,6 +149,13 @@ int plat_vm_create(const struct plat_vm_params *params, struct plat_vm **out)
     struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
     if (ioctl(vm->fd, KVM_CREATE_PIT2, &pit) < 0)
         goto fail;
+    /* Reinjecting missed PIT ticks makes KVM inhibit APIC virtualisation (AVIC); Linux guests
+     * keep time with kvm-clock and do not need the ticks, so let the hardware have the APIC. */
+    if (ioctl(kvm_platform.sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_REINJECT_CONTROL) > 0) {
+        struct kvm_reinject_control reinject = {.pit_reinject = 0};
+        if (ioctl(vm->fd, KVM_REINJECT_CONTROL, &reinject) < 0)
+            log_debug("KVM_REINJECT_CONTROL: %s", strerror(errno));
+    }
     *out = vm;
     return 0;
 fail:;

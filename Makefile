@@ -51,10 +51,12 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libbulkhead.a
 
 unit: $(UNIT_BINS)
 
-# Installs the Debian packages the suite needs (when missing), builds everything,
-# runs unit tests, builds guest images and the test host, runs end-to-end tests.
+# Installs the Debian packages the suite needs (when missing), runs the code-quality
+# gates (make check), builds everything, runs unit tests, builds guest images and the
+# test host, and runs the end-to-end tests. CI runs exactly this (.ci/run).
 test:
-	tools/deps test
+	tools/deps test check
+	$(MAKE) check
 	$(MAKE) vmm unit
 	tests/run
 
@@ -87,6 +89,9 @@ check:
 	clang-format --dry-run --Werror $(CHECK_SRCS)
 	clang-tidy --quiet $(filter %.c,$(CHECK_SRCS)) -- $(CPPFLAGS) -Itests/unit $(CSTD) 2>&1 \
 	    | { grep -v -E '^[0-9]+ warnings? generated' || true; }
+	@# Doxygen checks the functions of a header only when the header itself is documented.
+	@missing=$$(grep -L '@file' $$(find src -name '*.h')); \
+	    if [ -n "$$missing" ]; then echo "headers without @file: $$missing"; exit 1; fi
 	@mkdir -p $(BUILD)/doxygen
 	doxygen docs/Doxyfile
 

@@ -47,9 +47,10 @@ static int usage_error(const char *fmt, ...)
 /* A boot file stays open for the life of the process (so a reboot loads the same file even
  * if its path is replaced), but is mapped only while a boot loads it: its pages then do not
  * count against the VMM's resident memory while the guest runs. */
+/** A boot file kept open across reboots. */
 struct boot_file {
-    int fd;
-    size_t size;
+    int fd;      /**< Open descriptor, -1 when there is no such file. */
+    size_t size; /**< Its length in bytes. */
 };
 
 static int open_file(const char *what, const char *path, struct boot_file *f)

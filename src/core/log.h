@@ -10,6 +10,7 @@
 #define BULKHEAD_CORE_LOG_H
 
 #include <stdarg.h>
+#include <stdint.h>
 
 /** Severity of a log message; a message is printed when its level <= the current level. */
 enum log_level {
@@ -68,6 +69,41 @@ void log_vmsg(enum log_level level, const char *fmt, va_list ap)
         if (log_get_level() >= LOG_DEBUG)                                                          \
             log_msg(LOG_DEBUG, __VA_ARGS__);                                                       \
     } while (0)
+/**
+ * State of one rate-limited call site: at most LOG_RATELIMIT_BURST lines per
+ * LOG_RATELIMIT_INTERVAL_NS, then one line saying how many were suppressed. A guest can
+ * trigger some messages at will (a register write, a bad descriptor); without a limit it
+ * could fill the host's disk or slow the VMM down with log output.
+ */
+struct log_ratelimit {
+    uint64_t window_start_ns; /**< Start of the current interval. */
+    uint32_t printed;         /**< Lines printed in the current interval. */
+    uint32_t suppressed;      /**< Lines dropped in the current interval. */
+};
+
+/** Lines a rate-limited site may print per interval. */
+#define LOG_RATELIMIT_BURST 10
+/** Length of a rate-limit interval: 5 s. */
+#define LOG_RATELIMIT_INTERVAL_NS 5000000000ull
+
+/**
+ * log_msg() through a rate limit. Thread-safe: the state is updated under the logging
+ * module's own lock.
+ * @param rl the call site's state (zero-initialised).
+ * @param level severity of the message.
+ * @param fmt printf-style format.
+ */
+void log_msg_ratelimited(struct log_ratelimit *rl, enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/** Log a guest-triggered message through a per-call-site rate limit. */
+#define log_guest(level, ...)                                                                      \
+    do {                                                                                           \
+        static struct log_ratelimit log_rl_;                                                       \
+        if (log_get_level() >= (level))                                                            \
+            log_msg_ratelimited(&log_rl_, (level), __VA_ARGS__);                                   \
+    } while (0)
+
 /** Log at LOG_TRACE; as log_debug(). */
 #define log_trace(...)                                                                             \
     do {                                                                                           \

@@ -165,7 +165,8 @@ static uint64_t pm_read(void *opaque, uint64_t offset, unsigned size)
     } else if (offset == ACPI_PM_RESET_OFF && size == 1) {
         v = 0;
     } else {
-        log_debug("acpi_pm: unsupported %u-byte read at +%llu", size, (unsigned long long)offset);
+        log_guest(LOG_DEBUG, "acpi_pm: unsupported %u-byte read at +%llu", size,
+                  (unsigned long long)offset);
     }
     pthread_mutex_unlock(&pm->lock);
     return v;
@@ -201,21 +202,22 @@ static void pm_write(void *opaque, uint64_t offset, unsigned size, uint64_t valu
         if ((value & 0xff) == X86_ACPI_RESET_VALUE)
             do_reset = true;
         else
-            log_debug("acpi_pm: reset register write of %#llx ignored", (unsigned long long)value);
+            log_guest(LOG_DEBUG, "acpi_pm: reset register write of %#llx ignored",
+                      (unsigned long long)value);
     } else {
-        log_debug("acpi_pm: unsupported %u-byte write at +%llu ignored", size,
+        log_guest(LOG_DEBUG, "acpi_pm: unsupported %u-byte write at +%llu ignored", size,
                   (unsigned long long)offset);
     }
     pthread_mutex_unlock(&pm->lock);
 
     /* cfg is constant after init: reading the callbacks without the lock is safe. */
     if (do_sleep) {
-        log_info("acpi_pm: guest requests sleep type %u", slp_typ);
+        log_guest(LOG_INFO, "acpi_pm: guest requests sleep type %u", slp_typ);
         if (pm->cfg.sleep != NULL)
             pm->cfg.sleep(pm->cfg.ctx, slp_typ);
     }
     if (do_reset) {
-        log_info("acpi_pm: guest requests reset");
+        log_guest(LOG_INFO, "acpi_pm: guest requests reset");
         if (pm->cfg.reset != NULL)
             pm->cfg.reset(pm->cfg.ctx);
     }

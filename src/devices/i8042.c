@@ -39,7 +39,7 @@ static void i8042_data_write(void *opaque, uint64_t offset, unsigned size, uint6
     (void)opaque;
     (void)offset;
     (void)size;
-    log_debug("i8042: data write %#llx ignored", (unsigned long long)value);
+    log_guest(LOG_DEBUG, "i8042: data write %#llx ignored", (unsigned long long)value);
 }
 
 static void i8042_cmd_write(void *opaque, uint64_t offset, unsigned size, uint64_t value)
@@ -47,10 +47,10 @@ static void i8042_cmd_write(void *opaque, uint64_t offset, unsigned size, uint64
     struct i8042 *k = opaque;
     (void)offset;
     if (size != 1 || (value & 0xff) != I8042_CMD_RESET) {
-        log_debug("i8042: command %#llx ignored", (unsigned long long)value);
+        log_guest(LOG_DEBUG, "i8042: command %#llx ignored", (unsigned long long)value);
         return;
     }
-    log_info("i8042: guest pulses the reset line");
+    log_guest(LOG_INFO, "i8042: guest pulses the reset line");
     if (k->reset != NULL)
         k->reset(k->ctx);
 }

@@ -350,7 +350,7 @@ int pci_device_set_bar_address(struct pci_device *dev, unsigned index, uint64_t 
     if (bar->type == PCI_BAR_MEM64)
         put_bytes(dev->cfg, reg + 4, 4, (uint32_t)(addr >> 32));
     pthread_mutex_unlock(&dev->lock);
-    log_debug("pci %s: BAR%u at %#llx", dev->name, index, (unsigned long long)addr);
+    log_guest(LOG_DEBUG, "pci %s: BAR%u at %#llx", dev->name, index, (unsigned long long)addr);
     return 0;
 }
 

@@ -32,6 +32,7 @@ enum {
 
 #define FCR_ENABLE   0x01
 #define FCR_CLEAR_RX 0x02
+#define FCR_CLEAR_TX 0x04
 
 #define LCR_DLAB 0x80
 
@@ -60,11 +61,9 @@ enum {
  * reads the divisor before programming it (the chip leaves it undefined). */
 #define DEFAULT_DIVISOR 12
 
-/** Work left for after the lock is dropped: the host callbacks must not run under it. */
+/** Work left for after the lock is dropped: the rx-ready callback must not run under it. */
 struct deferred {
-    bool tx;         /**< A byte leaves for the host. */
-    uint8_t tx_byte; /**< The byte, when tx. */
-    bool rx_ready;   /**< The host input side is owed its wake-up. */
+    bool rx_ready; /**< The host input side is owed its wake-up. */
 };
 
 static bool loopback(const struct uart16550 *u)
@@ -169,18 +168,55 @@ static bool rx_room_check(struct uart16550 *u)
     return true;
 }
 
-static void run_deferred(struct uart16550 *u, const struct deferred *d, void (*rx_ready)(void *),
-                         void *rx_ready_ctx)
+static void run_deferred(const struct deferred *d, void (*rx_ready)(void *), void *rx_ready_ctx)
 {
-    if (d->tx && u->tx != NULL)
-        u->tx(u->tx_ctx, d->tx_byte);
     if (d->rx_ready && rx_ready != NULL)
         rx_ready(rx_ready_ctx);
+}
+
+/* Bytes the transmitter holds at most: the FIFO in FIFO mode, the THR alone in 16450 mode. */
+static unsigned tx_capacity(const struct uart16550 *u)
+{
+    return u->fifo_enabled ? UART16550_FIFO_SIZE : 1;
+}
+
+/* Hand waiting bytes to the host until it refuses one. When the FIFO runs empty, THR is
+ * empty again and, if enabled, the THRE interrupt is raised anew. Lock held. */
+static void tx_drain(struct uart16550 *u)
+{
+    if (u->tx_count == 0)
+        return;
+    while (u->tx_count > 0) {
+        if (u->tx != NULL && !u->tx(u->tx_ctx, u->tx_fifo[u->tx_head]))
+            return;
+        u->tx_head = (u->tx_head + 1) % UART16550_FIFO_SIZE;
+        u->tx_count--;
+    }
+    u->thre_pending = (u->ier & IER_ETBEI) != 0;
+}
+
+/* A byte written to THR outside loopback. A full transmitter loses it, as the chip would
+ * overwrite its holding register; a driver that honours THRE never does this. */
+static void tx_push(struct uart16550 *u, uint8_t byte)
+{
+    if (u->tx_count >= tx_capacity(u)) {
+        u->tx_lost++;
+        return;
+    }
+    u->tx_fifo[(u->tx_head + u->tx_count) % UART16550_FIFO_SIZE] = byte;
+    u->tx_count++;
+}
+
+static void tx_clear(struct uart16550 *u)
+{
+    u->tx_head = 0;
+    u->tx_count = 0;
 }
 
 static void reset_regs(struct uart16550 *u)
 {
     rx_clear(u);
+    tx_clear(u);
     u->ier = 0;
     u->lcr = 0;
     u->mcr = 0;
@@ -192,7 +228,7 @@ static void reset_regs(struct uart16550 *u)
 }
 
 int uart16550_init(struct uart16550 *u, const struct irq_line *irq,
-                   void (*tx)(void *ctx, uint8_t byte), void *tx_ctx)
+                   bool (*tx)(void *ctx, uint8_t byte), void *tx_ctx)
 {
     memset(u, 0, sizeof(*u));
     int ret = pthread_mutex_init(&u->lock, NULL);
@@ -222,7 +258,7 @@ void uart16550_reset(struct uart16550 *u)
     void (*cb)(void *) = u->rx_ready;
     void *cb_ctx = u->rx_ready_ctx;
     pthread_mutex_unlock(&u->lock);
-    run_deferred(u, &d, cb, cb_ctx);
+    run_deferred(&d, cb, cb_ctx);
 }
 
 void uart16550_set_rx_ready_cb(struct uart16550 *u, void (*cb)(void *ctx), void *ctx)
@@ -230,6 +266,14 @@ void uart16550_set_rx_ready_cb(struct uart16550 *u, void (*cb)(void *ctx), void 
     pthread_mutex_lock(&u->lock);
     u->rx_ready = cb;
     u->rx_ready_ctx = ctx;
+    pthread_mutex_unlock(&u->lock);
+}
+
+void uart16550_tx_ready(struct uart16550 *u)
+{
+    pthread_mutex_lock(&u->lock);
+    tx_drain(u);
+    update_irq(u);
     pthread_mutex_unlock(&u->lock);
 }
 
@@ -286,8 +330,9 @@ static uint8_t reg_read(struct uart16550 *u, unsigned reg, struct deferred *d)
         v = u->mcr;
         break;
     case REG_LSR:
-        /* The transmitter is always idle: transmission completes within the THR write. */
-        v = LSR_THRE | LSR_TEMT;
+        /* With no shift register of its own, the transmitter is empty exactly when the FIFO
+         * is: THRE and TEMT move together. */
+        v = u->tx_count == 0 ? LSR_THRE | LSR_TEMT : 0;
         if (u->rx_count > 0)
             v |= LSR_DR;
         if (u->overrun)
@@ -318,8 +363,12 @@ static void write_fcr(struct uart16550 *u, uint8_t v, struct deferred *d)
     }
     if (enable && (v & FCR_CLEAR_RX))
         rx_clear(u);
-    /* The transmit FIFO is always empty and the trigger level has no effect here, since data
-     * available is reported as soon as one byte is there. */
+    if (enable && (v & FCR_CLEAR_TX) && u->tx_count > 0) {
+        tx_clear(u);
+        u->thre_pending = (u->ier & IER_ETBEI) != 0;
+    }
+    /* The receive trigger level has no effect here, since data available is reported as
+     * soon as one byte is there. */
     d->rx_ready = rx_room_check(u);
 }
 
@@ -331,15 +380,16 @@ static void reg_write(struct uart16550 *u, unsigned reg, uint8_t v, struct defer
             u->dll = v;
             break;
         }
+        /* Writing THR clears the THRE interrupt; it is raised anew when the transmitter is
+         * empty again, at once if the host takes the byte now. */
+        u->thre_pending = false;
         if (loopback(u)) {
             rx_push_looped(u, v);
+            u->thre_pending = (u->ier & IER_ETBEI) != 0;
         } else {
-            d->tx = true;
-            d->tx_byte = v;
+            tx_push(u, v);
+            tx_drain(u);
         }
-        /* Writing THR clears THRE; the byte leaves at once, so THR is empty again and the
-         * interrupt is raised anew. */
-        u->thre_pending = (u->ier & IER_ETBEI) != 0;
         break;
     case REG_IER:
         if (u->lcr & LCR_DLAB) {
@@ -347,9 +397,9 @@ static void reg_write(struct uart16550 *u, unsigned reg, uint8_t v, struct defer
             break;
         }
         v &= IER_MASK;
-        /* THR is always empty: enabling ETBEI raises the interrupt immediately. */
+        /* Enabling ETBEI while THR is empty raises the interrupt immediately. */
         if ((v & IER_ETBEI) && !(u->ier & IER_ETBEI))
-            u->thre_pending = true;
+            u->thre_pending = u->tx_count == 0;
         if (!(v & IER_ETBEI))
             u->thre_pending = false;
         u->ier = v;
@@ -379,7 +429,8 @@ static uint64_t uart_read(void *opaque, uint64_t offset, unsigned size)
 {
     struct uart16550 *u = opaque;
     if (size != 1 || offset >= UART16550_NR_PORTS) {
-        log_debug("uart16550: unsupported %u-byte read at +%llu", size, (unsigned long long)offset);
+        log_guest(LOG_DEBUG, "uart16550: unsupported %u-byte read at +%llu", size,
+                  (unsigned long long)offset);
         return size >= 8 ? UINT64_MAX : (UINT64_C(1) << (size * 8)) - 1;
     }
     struct deferred d = {0};
@@ -389,7 +440,7 @@ static uint64_t uart_read(void *opaque, uint64_t offset, unsigned size)
     void (*cb)(void *) = u->rx_ready;
     void *cb_ctx = u->rx_ready_ctx;
     pthread_mutex_unlock(&u->lock);
-    run_deferred(u, &d, cb, cb_ctx);
+    run_deferred(&d, cb, cb_ctx);
     return v;
 }
 
@@ -397,7 +448,7 @@ static void uart_write(void *opaque, uint64_t offset, unsigned size, uint64_t va
 {
     struct uart16550 *u = opaque;
     if (size != 1 || offset >= UART16550_NR_PORTS) {
-        log_debug("uart16550: unsupported %u-byte write at +%llu ignored", size,
+        log_guest(LOG_DEBUG, "uart16550: unsupported %u-byte write at +%llu ignored", size,
                   (unsigned long long)offset);
         return;
     }
@@ -408,7 +459,7 @@ static void uart_write(void *opaque, uint64_t offset, unsigned size, uint64_t va
     void (*cb)(void *) = u->rx_ready;
     void *cb_ctx = u->rx_ready_ctx;
     pthread_mutex_unlock(&u->lock);
-    run_deferred(u, &d, cb, cb_ctx);
+    run_deferred(&d, cb, cb_ctx);
 }
 
 const struct bus_ops uart16550_ops = {

@@ -5,9 +5,13 @@
  *
  * The model covers what a driver can observe of a PC16550D: the eight registers (DLAB
  * banking, FIFO control, loopback with modem-status feedback, scratch), a 16-byte receive
- * FIFO and the datasheet's interrupt priorities. Transmission is instantaneous: a THR write
- * hands the byte to the host at once, so THRE and TEMT are always set and a driver never
- * polls LSR in vain (each guest port access is a costly VM exit).
+ * FIFO, a 16-byte transmit FIFO and the datasheet's interrupt priorities. While the host
+ * takes output, transmission is instantaneous: a THR write hands the byte to the host at
+ * once, so THRE and TEMT stay set and a driver never polls LSR in vain (each guest port
+ * access is a costly VM exit). When the host cannot take more (its console buffer is full:
+ * nobody reads the output), bytes wait in the transmit FIFO and THRE/TEMT read clear, so
+ * the guest's driver waits for the transmitter the way it would on a slow line, instead of
+ * the VMM blocking a vCPU; uart16550_tx_ready() resumes transmission.
  *
  * The interrupt output follows the PC wiring: the line is asserted while an enabled
  * interrupt is pending and MCR.OUT2 is set (OUT2 gates the ISA IRQ driver on a PC). Only
@@ -18,10 +22,11 @@
  * vCPU threads while uart16550_receive() runs on the host's event-loop thread.
  * - The irq line setter is called WITH the mutex held, so that two threads can never
  *   deliver line levels out of order. It must not call back into this device.
- * - The tx and rx-ready callbacks are called WITHOUT the mutex held; they may call any
- *   function of this device (rx-ready may call uart16550_receive() directly).
- *   Bytes reach tx in the order of the guest's THR writes as long as the guest serialises
- *   its own accesses (every driver does: the write's exit completes only after tx returns).
+ * - The tx callback is called WITH the mutex held, so that bytes reach the host in the
+ *   order the transmit FIFO holds them whichever thread drains it; it must not call back
+ *   into this device and must not block.
+ * - The rx-ready callback is called WITHOUT the mutex held; it may call any function of
+ *   this device (it may call uart16550_receive() directly).
  */
 #ifndef BULKHEAD_DEVICES_UART16550_H
 #define BULKHEAD_DEVICES_UART16550_H
@@ -47,8 +52,10 @@
 struct uart16550 {
     pthread_mutex_t lock; /**< Guards every other member except the constant callbacks. */
     struct irq_line irq;  /**< Interrupt output, a copy of the line given at init. */
-    /** Host output; called for each byte the guest transmits (outside loopback). */
-    void (*tx)(void *ctx, uint8_t byte);
+    /** Host output; called for each byte the guest transmits (outside loopback). Returns
+     * false when the host has no room: the byte stays in the transmit FIFO until
+     * uart16550_tx_ready(). */
+    bool (*tx)(void *ctx, uint8_t byte);
     void *tx_ctx; /**< Passed to tx(). */
     /** Host input wake-up: called when input refused earlier can be offered again. */
     void (*rx_ready)(void *ctx);
@@ -56,6 +63,9 @@ struct uart16550 {
     uint8_t rx_fifo[UART16550_FIFO_SIZE]; /**< Receive FIFO storage (a ring). */
     uint8_t rx_head;                      /**< Index of the oldest received byte. */
     uint8_t rx_count;                     /**< Bytes held in the receive FIFO. */
+    uint8_t tx_fifo[UART16550_FIFO_SIZE]; /**< Transmit FIFO storage (a ring). */
+    uint8_t tx_head;                      /**< Index of the oldest byte to transmit. */
+    uint8_t tx_count;                     /**< Bytes waiting for the host. */
     uint8_t ier;                          /**< Interrupt enable register (bits 0-3). */
     uint8_t lcr;                          /**< Line control register; bit 7 is DLAB. */
     uint8_t mcr;                          /**< Modem control register (bits 0-4). */
@@ -70,6 +80,7 @@ struct uart16550 {
     bool rx_blocked;  /**< Host input was refused; rx_ready() is owed once there is room. */
     bool irq_level;   /**< Level last driven on the line. */
     uint64_t rx_lost; /**< Bytes lost to overruns in loopback (statistic). */
+    uint64_t tx_lost; /**< Bytes written to a full transmit FIFO, hence lost (statistic). */
 };
 
 /**
@@ -81,7 +92,7 @@ struct uart16550 {
  * @return 0, or a negative errno from the mutex initialisation.
  */
 int uart16550_init(struct uart16550 *u, const struct irq_line *irq,
-                   void (*tx)(void *ctx, uint8_t byte), void *tx_ctx);
+                   bool (*tx)(void *ctx, uint8_t byte), void *tx_ctx);
 
 /**
  * Release the UART's resources. No thread may be using it any more.
@@ -118,6 +129,13 @@ void uart16550_set_rx_ready_cb(struct uart16550 *u, void (*cb)(void *ctx), void 
  *         offers them again after the rx-ready callback (or later).
  */
 size_t uart16550_receive(struct uart16550 *u, const uint8_t *buf, size_t len);
+
+/**
+ * The host has room for output again (after tx returned false): transmit what waits in
+ * the FIFO and, once it is empty, report THRE to the guest. Safe from any thread.
+ * @param u the UART.
+ */
+void uart16550_tx_ready(struct uart16550 *u);
 
 /**
  * Bus callbacks for the UART's range of UART16550_NR_PORTS ports; the opaque is the

@@ -10,6 +10,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <limits.h>
 #include <string.h>
 
 enum { RBR = 0, THR = 0, DLL = 0, IER = 1, DLM = 1, IIR = 2, FCR = 2 };
@@ -25,6 +26,7 @@ struct fixture {
     unsigned nr_irq;
     uint8_t tx[256];
     unsigned nr_tx;
+    unsigned tx_room; /* bytes the host takes before refusing; UINT_MAX: no limit */
     unsigned nr_rx_ready;
 };
 
@@ -37,11 +39,16 @@ static void fake_irq_set(void *ctx, uint32_t gsi, bool level)
     f->nr_irq++;
 }
 
-static void fake_tx(void *ctx, uint8_t byte)
+static bool fake_tx(void *ctx, uint8_t byte)
 {
     struct fixture *f = ctx;
+    if (f->tx_room == 0)
+        return false;
+    if (f->tx_room != UINT_MAX)
+        f->tx_room--;
     assert_true(f->nr_tx < sizeof(f->tx));
     f->tx[f->nr_tx++] = byte;
+    return true;
 }
 
 static void fake_rx_ready(void *ctx)
@@ -54,6 +61,7 @@ static int setup(void **state)
 {
     static struct fixture f;
     memset(&f, 0, sizeof(f));
+    f.tx_room = UINT_MAX;
     struct irq_line line = {.set = fake_irq_set, .ctx = &f, .gsi = 4};
     assert_int_equal(uart16550_init(&f.u, &line, fake_tx, &f), 0);
     uart16550_set_rx_ready_cb(&f.u, fake_rx_ready, &f);
@@ -361,8 +369,68 @@ static void test_thre_rules(void **state)
     assert_int_equal(rd(f, RBR), 'r');
     assert_int_equal(rd(f, IIR), 0x02);
     assert_int_equal(rd(f, IIR), 0x01);
-    /* LSR always shows THRE and TEMT: a driver never waits for the transmitter. */
+    /* While the host takes output, LSR always shows THRE and TEMT. */
     assert_int_equal(rd(f, LSR) & 0x60, 0x60);
+}
+
+/* A host that cannot take output (its console buffer is full) makes the guest wait through
+ * THRE/TEMT rather than the VMM blocking; nothing is lost or reordered when it resumes. */
+static void test_tx_backpressure(void **state)
+{
+    struct fixture *f = *state;
+    wr(f, FCR, 0x01); /* FIFO mode: 16 bytes of transmit FIFO */
+    wr(f, MCR, 0x08); /* OUT2: the interrupt reaches the line */
+    wr(f, IER, 0x02);
+    assert_int_equal(rd(f, IIR) & 0x0f, 0x02);
+    f->tx_room = 2;
+    for (int i = 0; i < 18; i++)
+        wr(f, THR, (uint8_t)('a' + i));
+    assert_int_equal(f->nr_tx, 2);
+    assert_int_equal(f->u.tx_lost, 0);
+    assert_int_equal(rd(f, LSR) & 0x60, 0); /* THRE and TEMT clear: 16 bytes wait */
+    assert_int_equal(rd(f, IIR) & 0x0f, 0x01);
+    wr(f, THR, 'X'); /* a write to a full FIFO is lost, as on the chip */
+    assert_int_equal(f->u.tx_lost, 1);
+
+    /* The host gets room for 10: THR still not empty, no interrupt. */
+    f->tx_room = 10;
+    uart16550_tx_ready(&f->u);
+    assert_int_equal(f->nr_tx, 12);
+    assert_int_equal(rd(f, LSR) & 0x60, 0);
+    assert_int_equal(rd(f, IIR) & 0x0f, 0x01);
+
+    /* Room for everything: the FIFO drains in order and THRE is raised. */
+    f->tx_room = UINT_MAX;
+    unsigned irqs = f->nr_irq;
+    uart16550_tx_ready(&f->u);
+    assert_int_equal(f->nr_tx, 18);
+    for (int i = 0; i < 18; i++)
+        assert_int_equal(f->tx[i], 'a' + i);
+    assert_int_equal(rd(f, LSR) & 0x60, 0x60);
+    assert_true(f->nr_irq > irqs && f->levels[f->nr_irq - 1]);
+    assert_int_equal(rd(f, IIR) & 0x0f, 0x02);
+
+    /* In 16450 mode the transmitter holds one byte. */
+    wr(f, FCR, 0x00);
+    f->tx_room = 0;
+    wr(f, THR, '1');
+    wr(f, THR, '2');
+    assert_int_equal(f->u.tx_lost, 2); /* 'X' earlier, '2' now */
+    f->tx_room = UINT_MAX;
+    uart16550_tx_ready(&f->u);
+    assert_int_equal(f->nr_tx, 19);
+    assert_int_equal(f->tx[18], '1');
+
+    /* FCR's transmit-clear bit empties a blocked FIFO and THR reads empty again. */
+    wr(f, FCR, 0x01);
+    f->tx_room = 0;
+    wr(f, THR, 'z');
+    assert_int_equal(rd(f, LSR) & 0x60, 0);
+    wr(f, FCR, 0x05);
+    assert_int_equal(rd(f, LSR) & 0x60, 0x60);
+    f->tx_room = UINT_MAX;
+    uart16550_tx_ready(&f->u);
+    assert_int_equal(f->nr_tx, 19);
 }
 
 static void test_irq_line(void **state)
@@ -576,6 +644,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fcr, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iir_priority, setup, teardown),
         cmocka_unit_test_setup_teardown(test_thre_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tx_backpressure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_irq_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rx_ready_low_water, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset, setup, teardown),

@@ -12,6 +12,7 @@
 
 #include "core/bus.h"
 #include "core/guest_mem.h"
+#include "host/boot_file.h"
 #include "host/console.h"
 #include "host/guest_ram.h"
 #include "platform/platform.h"
@@ -43,12 +44,10 @@ struct vm_vcpu {
     bool started;           /**< The thread was created. */
 };
 
-/** Files the VM boots from, read once per process. */
+/** Files the VM boots from: open for the whole process, read and validated again at each boot. */
 struct boot_files {
-    const uint8_t *kernel; /**< Kernel image bytes. */
-    size_t kernel_size;    /**< Kernel image length. */
-    const uint8_t *initrd; /**< Initrd bytes, or NULL. */
-    size_t initrd_size;    /**< Initrd length. */
+    const struct boot_file *kernel; /**< The kernel file, its size refreshed for this boot. */
+    const struct boot_file *initrd; /**< The initrd file, or NULL when there is none. */
 };
 
 /** A virtual machine. */

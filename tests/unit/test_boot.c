@@ -240,11 +240,23 @@ static uint8_t *make_bzimage(const struct bz_opts *o, size_t *size)
     return k;
 }
 
+/* ---- boot files in memory: the reader is the file's bytes, the image its size ---- */
+
+static int mem_read(const void *ctx, uint64_t offset, void *dst, size_t len)
+{
+    memcpy(dst, (const uint8_t *)ctx + offset, len);
+    return 0;
+}
+
+static struct boot_image mem_image(const void *data, uint64_t size)
+{
+    return (struct boot_image){.size = size, .read = mem_read, .ctx = data};
+}
+
 static struct x86_boot_spec spec_for(const struct fake_guest *g, const uint8_t *k, size_t size)
 {
     return (struct x86_boot_spec){.mem = &g->mem,
-                                  .kernel = k,
-                                  .kernel_size = size,
+                                  .kernel = mem_image(k, size),
                                   .cmdline = "console=ttyS0",
                                   .rsdp_gpa = X86_ACPI_TABLES_GPA};
 }
@@ -351,8 +363,7 @@ static void test_bzimage_loads(void **unused)
     for (size_t i = 0; i < sizeof(initrd); i++)
         initrd[i] = (uint8_t)(i ^ 0x5a);
     struct x86_boot_spec spec = spec_for(&g, k, size);
-    spec.initrd = initrd;
-    spec.initrd_size = sizeof(initrd);
+    spec.initrd = mem_image(initrd, sizeof(initrd));
     spec.rsdp_gpa = 0xe0000;
     struct x86_boot_state st;
 
@@ -561,8 +572,7 @@ static void check_initrd_placement(uint64_t ram, uint32_t initrd_addr_max, size_
     initrd[0] = 0x11;
     initrd[initrd_size - 1] = 0x22;
     struct x86_boot_spec spec = spec_for(&g, k, size);
-    spec.initrd = initrd;
-    spec.initrd_size = initrd_size;
+    spec.initrd = mem_image(initrd, initrd_size);
     struct x86_boot_state st;
     assert_int_equal(x86_boot_load(&spec, &st), 0);
 
@@ -609,16 +619,18 @@ static void test_bzimage_initrd_too_big(void **unused)
     size_t big = 233 * MiB;
     uint8_t *initrd = map_anon(big);
     struct x86_boot_spec spec = spec_for(&g, k, size);
-    spec.initrd = initrd;
-    spec.initrd_size = big;
+    spec.initrd = mem_image(initrd, big);
     expect_load_error(&spec, -ENOMEM, "initrd");
-    spec.initrd_size = 232 * MiB;
+    spec.initrd.size = 232 * MiB;
     struct x86_boot_state st;
     assert_int_equal(x86_boot_load(&spec, &st), 0);
     assert_int_equal(rd32(gp(&g, X86_ZERO_PAGE_GPA + 0x218, 4)), 24 * MiB);
     /* Inconsistent spec: a size without data. */
-    spec.initrd = NULL;
+    spec.initrd.read = NULL;
     expect_load_error(&spec, -EINVAL, "initrd");
+    /* An initrd file that is there but empty (it can become so between two boots). */
+    spec.initrd = mem_image(initrd, 0);
+    expect_load_error(&spec, -EINVAL, "initrd file is empty");
     munmap(initrd, big);
     free(k);
     guest_free(&g);
@@ -661,6 +673,30 @@ static void test_bzimage_placement(void **unused)
     assert_int_equal(x86_boot_load(&spec, &st), 0);
     assert_int_equal(st.rip, 0x100200);
     assert_int_equal(gp(&g, 0x100000, 1)[0], payload_byte(0));
+    free(k);
+
+    /* Non-relocatable with a run address below 1 MiB: it would decompress over the zero
+     * page, page tables and command line (the first two fit in the low RAM below the BIOS
+     * area, so the RAM check alone does not catch them). Refused, and nothing written. */
+    const uint64_t low_runs[] = {0x7000, 0x20000, 0xfffff};
+    for (size_t i = 0; i < sizeof(low_runs) / sizeof(low_runs[0]); i++) {
+        o = bz_defaults();
+        o.relocatable = 0;
+        o.init_size = 0x10000;
+        o.pref_address = low_runs[i];
+        k = make_bzimage(&o, &size);
+        spec = spec_for(&g, k, size);
+        memset(gp(&g, X86_ZERO_PAGE_GPA, 4096), 0, 4096);
+        expect_load_error(&spec, -EINVAL, "below 1 MiB");
+        assert_true(all_bytes(gp(&g, X86_ZERO_PAGE_GPA, 4096), 4096, 0));
+        free(k);
+    }
+    /* ...while exactly 1 MiB is where such a kernel is loaded anyway. */
+    o.pref_address = 0x100000;
+    k = make_bzimage(&o, &size);
+    spec = spec_for(&g, k, size);
+    assert_int_equal(x86_boot_load(&spec, &st), 0);
+    assert_int_equal(st.rip, 0x100200);
     free(k);
 
     /* Bad kernel_alignment on a relocatable kernel. */
@@ -773,6 +809,19 @@ static void test_bzimage_rejects(void **unused)
     spec = spec_for(&g, k, size);
     expect_load_error(&spec, -EINVAL, "malformed");
     free(k);
+
+    /* A file cut short inside the kernel: syssize (16-byte units) says more than is there.
+     * Exactly syssize bytes, or more (a signed kernel's signature), is fine. */
+    k = make_bzimage(&o, &size);
+    wr32(k + 0x1f4, (uint32_t)(o.payload / 16 + 1));
+    spec = spec_for(&g, k, size);
+    expect_load_error(&spec, -EINVAL, "truncated");
+    struct x86_boot_state st;
+    wr32(k + 0x1f4, (uint32_t)(o.payload / 16));
+    assert_int_equal(x86_boot_load(&spec, &st), 0);
+    wr32(k + 0x1f4, (uint32_t)(o.payload / 16 - 10));
+    assert_int_equal(x86_boot_load(&spec, &st), 0);
+    free(k);
     guest_free(&g);
 }
 
@@ -787,7 +836,7 @@ static void test_guest_without_boot_area(void **unused)
     struct bz_opts o = bz_defaults();
     size_t size;
     uint8_t *k = make_bzimage(&o, &size);
-    struct x86_boot_spec spec = {.mem = &mem, .kernel = k, .kernel_size = size, .cmdline = ""};
+    struct x86_boot_spec spec = {.mem = &mem, .kernel = mem_image(k, size), .cmdline = ""};
     expect_load_error(&spec, -ENOMEM, "boot data");
     free(k);
     munmap(ram, 64 * MiB);
@@ -862,8 +911,7 @@ static void test_pvh_loads(void **unused)
     uint8_t initrd[5000];
     memset(initrd, 0x3c, sizeof(initrd));
     struct x86_boot_spec spec = spec_for(&g, e, ELF_SIZE);
-    spec.initrd = initrd;
-    spec.initrd_size = sizeof(initrd);
+    spec.initrd = mem_image(initrd, sizeof(initrd));
     spec.rsdp_gpa = 0xe0000;
     spec.cmdline = "console=hvc0 quiet";
     /* Dirty RAM: the bss must come out zeroed, and nothing past memsz touched. */
@@ -1002,7 +1050,7 @@ static void test_pvh_rejects(void **unused)
     REJECT(e[4] = 1, -ENOEXEC, "32-bit ELF");
     REJECT(e[5] = 2, -ENOEXEC, "big-endian");
     REJECT(wr16(e + 18, 3), -ENOEXEC, "not x86-64");
-    REJECT(spec.kernel_size = 40, -EINVAL, "truncated");
+    REJECT(spec.kernel.size = 40, -EINVAL, "truncated");
     /* Without the note, or with the note under another name or type. */
     REJECT(wr32(e + ELF_PH1, 6), -ENOEXEC, "without PVH entry note");
     REJECT(memcpy(e + ELF_NOTE + 12, "Xem", 4), -ENOEXEC, "without PVH entry note");
@@ -1018,6 +1066,7 @@ static void test_pvh_rejects(void **unused)
     REJECT(wr64(e + 32, UINT64_MAX - 100), -EINVAL, "outside");
     REJECT(wr16(e + 54, 32), -EINVAL, "malformed");
     REJECT(wr16(e + 56, 0), -EINVAL, "malformed");
+    REJECT(wr16(e + 56, 65), -EINVAL, "program headers");
     /* Segment data outside the file, and offsets that overflow. */
     REJECT(wr64(e + ELF_PH0 + 32, ELF_SIZE), -EINVAL, "outside");
     REJECT(wr64(e + ELF_PH0 + 8, UINT64_MAX - 0xfff), -EINVAL, "outside");
@@ -1033,8 +1082,225 @@ static void test_pvh_rejects(void **unused)
     REJECT(wr32(e + ELF_PH0, 0), -EINVAL, "no loadable segment");
     /* Too big an initrd. */
     static uint8_t dummy;
-    REJECT((spec.initrd = &dummy, spec.initrd_size = 255 * MiB), -ENOMEM, "initrd");
+    REJECT(spec.initrd = mem_image(&dummy, 255 * MiB), -ENOMEM, "initrd");
 #undef REJECT
+    guest_free(&g);
+}
+
+/* ---- boot files that change while they are loaded ---- */
+
+/*
+ * A file that is rewritten after every read: each byte read is inverted in place, so a
+ * loader that read a header twice (once to check it, once to use it) would use different,
+ * unchecked values. Every byte's reads are counted, and every read must lie in the file.
+ */
+struct changing_file {
+    uint8_t *data;
+    size_t size;
+    uint8_t *reads;
+};
+
+static int changing_read(const void *ctx, uint64_t offset, void *dst, size_t len)
+{
+    const struct changing_file *f = ctx;
+    assert_true(offset <= f->size && len <= f->size - offset);
+    memcpy(dst, f->data + offset, len);
+    for (size_t i = 0; i < len; i++) {
+        f->data[offset + i] ^= 0xff;
+        f->reads[offset + i]++;
+    }
+    return 0;
+}
+
+static struct boot_image changing_image(struct changing_file *f, uint8_t *data, size_t size)
+{
+    f->data = data;
+    f->size = size;
+    f->reads = calloc(1, size);
+    assert_non_null(f->reads);
+    return (struct boot_image){.size = size, .read = changing_read, .ctx = f};
+}
+
+static void assert_read_at_most_once(const struct changing_file *f)
+{
+    for (size_t i = 0; i < f->size; i++)
+        if (f->reads[i] > 1)
+            fail_msg("byte %#zx of the file was read %u times", i, f->reads[i]);
+    free(f->reads);
+}
+
+static void test_changing_file_bzimage(void **unused)
+{
+    (void)unused;
+    struct fake_guest g;
+    guest_init(&g, 256 * MiB);
+    struct bz_opts o = bz_defaults();
+    size_t size;
+    uint8_t *k = make_bzimage(&o, &size);
+    wr32(k + 0x1f4, (uint32_t)(o.payload / 16)); /* syssize: checked against the file too */
+    uint8_t initrd[5000];
+    for (size_t i = 0; i < sizeof(initrd); i++)
+        initrd[i] = (uint8_t)(i * 13);
+    struct changing_file kf;
+    struct changing_file rf;
+    struct x86_boot_spec spec = spec_for(&g, k, size);
+    spec.kernel = changing_image(&kf, k, size);
+    spec.initrd = changing_image(&rf, initrd, sizeof(initrd));
+    struct x86_boot_state st;
+
+    assert_int_equal(x86_boot_load(&spec, &st), 0);
+
+    /* Everything the guest got is the file as it was at its first (only) read. */
+    assert_read_at_most_once(&kf);
+    assert_read_at_most_once(&rf);
+    assert_int_equal(st.rip, 0x1000200);
+    const uint8_t *kern = gp(&g, 0x1000000, o.payload);
+    for (size_t i = 0; i < o.payload; i++)
+        assert_int_equal(kern[i], payload_byte(i));
+    const uint8_t *zp = gp(&g, X86_ZERO_PAGE_GPA, 4096);
+    assert_int_equal(rd16(zp + 0x206), 0x020f);
+    assert_int_equal(rd16(zp + 0x20e), 0x1234);
+    assert_int_equal(rd64(zp + 0x258), 0x1000000);
+    assert_int_equal(rd32(zp + 0x260), o.init_size);
+    assert_int_equal(rd32(zp + 0x1f4), o.payload / 16);
+    uint64_t rd = rd32(zp + 0x218);
+    const uint8_t *got = gp(&g, rd, sizeof(initrd));
+    for (size_t i = 0; i < sizeof(initrd); i++)
+        assert_int_equal(got[i], (uint8_t)(i * 13));
+    free(k);
+    guest_free(&g);
+}
+
+static void test_changing_file_pvh(void **unused)
+{
+    (void)unused;
+    struct fake_guest g;
+    guest_init(&g, 256 * MiB);
+    uint8_t *e = make_elf(8);
+    struct changing_file kf;
+    struct x86_boot_spec spec = spec_for(&g, e, ELF_SIZE);
+    spec.kernel = changing_image(&kf, e, ELF_SIZE);
+    memset(gp(&g, ELF_SEG_PADDR, 0x6000), 0xcc, 0x6000);
+    struct x86_boot_state st;
+
+    assert_int_equal(x86_boot_load(&spec, &st), 0);
+
+    /* The ELF header, program headers and note were each read once; the segment too. */
+    assert_read_at_most_once(&kf);
+    assert_int_equal(st.rip, ELF_ENTRY);
+    const uint8_t *seg = gp(&g, ELF_SEG_PADDR, 0x6000);
+    for (size_t i = 0; i < ELF_SEG_FILESZ; i++)
+        assert_int_equal(seg[i], payload_byte(i));
+    assert_true(all_bytes(seg + ELF_SEG_FILESZ, ELF_SEG_MEMSZ - ELF_SEG_FILESZ, 0));
+    assert_true(all_bytes(seg + ELF_SEG_MEMSZ, 0x6000 - ELF_SEG_MEMSZ, 0xcc));
+    free(e);
+    guest_free(&g);
+}
+
+/* A file that ends before the size the load started with (it shrank during the load). */
+struct short_file {
+    const uint8_t *data;
+    size_t avail;
+};
+
+static int short_read(const void *ctx, uint64_t offset, void *dst, size_t len)
+{
+    const struct short_file *f = ctx;
+    if (offset > f->avail || len > f->avail - offset)
+        return -ENODATA;
+    memcpy(dst, f->data + offset, len);
+    return 0;
+}
+
+static void test_file_shrinks_during_load(void **unused)
+{
+    (void)unused;
+    struct fake_guest g;
+    guest_init(&g, 64 * MiB);
+    struct bz_opts o = bz_defaults();
+    size_t size;
+    uint8_t *k = make_bzimage(&o, &size);
+    struct short_file sf = {.data = k, .avail = size - 1};
+    struct x86_boot_spec spec = spec_for(&g, k, size);
+    spec.kernel.read = short_read;
+    spec.kernel.ctx = &sf;
+    expect_load_error(&spec, -ENODATA, "now shorter");
+    /* Shorter than even the header: the same, from the first read. */
+    sf.avail = 100;
+    expect_load_error(&spec, -ENODATA, "kernel header");
+    free(k);
+    guest_free(&g);
+}
+
+/* ---- RAM in two adjacent regions: one RAM range for the guest, two for the VMM ---- */
+
+static void adjacent_guest_init(struct fake_guest *g)
+{
+    memset(g, 0, sizeof(*g));
+    for (int i = 0; i < 2; i++) {
+        g->sizes[i] = 64 * MiB;
+        g->maps[i] = map_anon(64 * MiB);
+        assert_int_equal(guest_mem_add_region(&g->mem, i * 64 * MiB, 64 * MiB, g->maps[i]), 0);
+    }
+}
+
+static void test_pvh_segment_across_regions(void **unused)
+{
+    (void)unused;
+    struct fake_guest g;
+    adjacent_guest_init(&g);
+    struct e820_map map;
+    assert_int_equal(x86_e820_build(&g.mem, &map), 0);
+    assert_true(e820_is_ram(&map, 64 * MiB - 0x1000, 0x5000)); /* the guest sees RAM there */
+
+    /* A segment across the boundary: refused before anything is written. */
+    uint8_t *e = make_elf(8);
+    wr64(e + ELF_PH0 + 24, 64 * MiB - 0x1000);
+    wr64(e + ELF_NOTE + 16, 64 * MiB - 0x1000 + 0x100);
+    struct x86_boot_spec spec = spec_for(&g, e, ELF_SIZE);
+    expect_load_error(&spec, -ENOMEM, "does not fit in guest RAM");
+    assert_true(all_bytes(g.maps[0], X86_CMDLINE_GPA + X86_CMDLINE_MAX, 0));
+    assert_true(all_bytes(gp(&g, 64 * MiB - 0x1000, 0x1000), 0x1000, 0));
+    assert_true(all_bytes(gp(&g, 64 * MiB, 0x4000), 0x4000, 0));
+    free(e);
+
+    /* Wholly inside the upper region: loaded. */
+    e = make_elf(8);
+    wr64(e + ELF_PH0 + 24, 64 * MiB);
+    wr64(e + ELF_NOTE + 16, 64 * MiB + 0x100);
+    spec = spec_for(&g, e, ELF_SIZE);
+    struct x86_boot_state st;
+    assert_int_equal(x86_boot_load(&spec, &st), 0);
+    assert_int_equal(gp(&g, 64 * MiB, 1)[0], payload_byte(0));
+    free(e);
+    guest_free(&g);
+}
+
+static void test_initrd_across_regions(void **unused)
+{
+    (void)unused;
+    struct fake_guest g;
+    adjacent_guest_init(&g);
+    struct bz_opts o = bz_defaults();
+    size_t size;
+    uint8_t *k = make_bzimage(&o, &size);
+    uint8_t *initrd = map_anon(80 * MiB);
+    struct x86_boot_spec spec = spec_for(&g, k, size);
+    struct x86_boot_state st;
+
+    /* 80 MiB fits between the kernel (up to 24 MiB) and 128 MiB only across the boundary. */
+    spec.initrd = mem_image(initrd, 80 * MiB);
+    expect_load_error(&spec, -ENOMEM, "initrd");
+    assert_true(all_bytes(gp(&g, X86_ZERO_PAGE_GPA, 4096), 4096, 0));
+    /* 60 MiB goes at the top of the upper region. */
+    initrd[0] = 0x77;
+    spec.initrd = mem_image(initrd, 60 * MiB);
+    assert_int_equal(x86_boot_load(&spec, &st), 0);
+    uint64_t at = rd32(gp(&g, X86_ZERO_PAGE_GPA + 0x218, 4));
+    assert_int_equal(at, 68 * MiB);
+    assert_int_equal(gp(&g, at, 1)[0], 0x77);
+    munmap(initrd, 80 * MiB);
+    free(k);
     guest_free(&g);
 }
 
@@ -1104,8 +1370,7 @@ static void test_real_debian_bzimage(void **unused)
     memset(initrd, 0x42, sizeof(initrd));
     struct x86_boot_spec spec = spec_for(&g, k, size);
     spec.cmdline = "console=ttyS0 panic=-1 quiet";
-    spec.initrd = initrd;
-    spec.initrd_size = sizeof(initrd);
+    spec.initrd = mem_image(initrd, sizeof(initrd));
     struct x86_boot_state st;
     assert_int_equal(x86_boot_load(&spec, &st), 0);
 
@@ -1171,6 +1436,11 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_pvh_loads),
         cmocka_unit_test(test_pvh_variants),
         cmocka_unit_test(test_pvh_rejects),
+        cmocka_unit_test(test_changing_file_bzimage),
+        cmocka_unit_test(test_changing_file_pvh),
+        cmocka_unit_test(test_file_shrinks_during_load),
+        cmocka_unit_test(test_pvh_segment_across_regions),
+        cmocka_unit_test(test_initrd_across_regions),
         cmocka_unit_test(test_real_debian_bzimage),
         cmocka_unit_test(test_real_debian_vmlinux_pvh),
     };

@@ -232,6 +232,54 @@ static void test_is_ram_edges(void **state)
     assert_false(e820_is_ram(&m, UINT64_MAX, 2));
 }
 
+static void test_split_at_regions(void **state)
+{
+    (void)state;
+    /* Two adjacent regions: the guest is told one RAM range, the loader gets two. */
+    struct guest_mem mem;
+    memset(&mem, 0, sizeof(mem));
+    assert_int_equal(guest_mem_add_region(&mem, 0, 64 * MiB, &dummy_hva), 0);
+    assert_int_equal(guest_mem_add_region(&mem, 64 * MiB, 64 * MiB, &dummy_hva), 0);
+    struct e820_map m;
+    struct e820_map r;
+    assert_int_equal(x86_e820_build(&mem, &m), 0);
+    assert_clean(&m);
+    assert_entry(&m, 2, 0x100000, 128 * MiB - 0x100000, E820_TYPE_RAM);
+    assert_int_equal(e820_split_at_regions(&m, &mem, &r), 0);
+    assert_int_equal(r.nr, 3);
+    assert_entry(&r, 0, 0, X86_BIOS_AREA_START, E820_TYPE_RAM);
+    assert_entry(&r, 1, 0x100000, 63 * MiB, E820_TYPE_RAM);
+    assert_entry(&r, 2, 64 * MiB, 64 * MiB, E820_TYPE_RAM);
+    assert_true(e820_is_ram(&m, 64 * MiB - 1, 2));
+    assert_false(e820_is_ram(&r, 64 * MiB - 1, 2));
+    assert_true(e820_is_ram(&r, 64 * MiB, 64 * MiB));
+    /* Placement keeps to one piece: 70 MiB only fits across the boundary. */
+    uint64_t at;
+    assert_int_equal(e820_find_highest(&m, 70 * MiB, 0x1000, 0, 1ULL << 32, &at), 0);
+    assert_int_equal(e820_find_highest(&r, 70 * MiB, 0x1000, 0, 1ULL << 32, &at), -ENOMEM);
+
+    /* Regions around the PCI hole: the pieces are exactly the map's RAM entries. */
+    make_mem(&mem, 4 * GiB);
+    assert_int_equal(x86_e820_build(&mem, &m), 0);
+    assert_int_equal(e820_split_at_regions(&m, &mem, &r), 0);
+    unsigned n = 0;
+    for (unsigned i = 0; i < m.nr; i++) {
+        if (m.entries[i].type != E820_TYPE_RAM)
+            continue;
+        assert_true(n < r.nr);
+        assert_entry(&r, n++, m.entries[i].addr, m.entries[i].size, E820_TYPE_RAM);
+    }
+    assert_int_equal(r.nr, n);
+
+    /* A caller-made entry that claims to reach past 2^64 is clamped, not wrapped. */
+    m.nr = 1;
+    m.entries[0] = (struct e820_entry){.addr = 16, .size = UINT64_MAX, .type = E820_TYPE_RAM};
+    assert_int_equal(e820_split_at_regions(&m, &mem, &r), 0);
+    assert_int_equal(r.nr, 2);
+    assert_entry(&r, 0, 16, X86_LOW_RAM_END - 16, E820_TYPE_RAM);
+    assert_entry(&r, 1, X86_HIGH_RAM_START, 1 * GiB, E820_TYPE_RAM);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -243,6 +291,7 @@ int main(void)
         cmocka_unit_test(test_wrapping_and_limits),
         cmocka_unit_test(test_find_highest),
         cmocka_unit_test(test_is_ram_edges),
+        cmocka_unit_test(test_split_at_regions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

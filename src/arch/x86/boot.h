@@ -33,13 +33,32 @@
 /** Descriptors in the boot GDT: null, TSS, code, data. */
 #define X86_BOOT_GDT_ENTRIES 4
 
+/**
+ * A boot file as the loader sees it: its size and a way to copy bytes out of it.
+ *
+ * The file is the user's and may be rewritten at any moment, so the loader never looks at
+ * it in place: it copies each header it interprets into its own memory once, validates that
+ * copy and uses only the copy; payload (kernel code, initrd) it copies straight into guest
+ * RAM at destinations already validated. A file that changes during a load can then give
+ * the guest a broken kernel, or fail the load, but can never steer the VMM.
+ */
+struct boot_image {
+    /** Length in bytes when the load starts; every read the loader makes lies inside it. */
+    uint64_t size;
+    /**
+     * Copy @p len bytes from offset @p offset of the file to @p dst.
+     * @return 0, or a negative errno: -ENODATA when the file now ends before offset + len.
+     */
+    int (*read)(const void *ctx, uint64_t offset, void *dst, size_t len);
+    /** What read() is called with: the file. */
+    const void *ctx;
+};
+
 /** What to boot. */
 struct x86_boot_spec {
     const struct guest_mem *mem; /**< Guest RAM; the kernel and boot data are written here. */
-    const uint8_t *kernel;       /**< The kernel file's bytes (bzImage or ELF vmlinux). */
-    size_t kernel_size;          /**< Length of @ref kernel. */
-    const uint8_t *initrd;       /**< The initrd's bytes, NULL when there is none. */
-    size_t initrd_size;          /**< Length of @ref initrd, 0 when there is none. */
+    struct boot_image kernel;    /**< The kernel file (bzImage or ELF vmlinux). */
+    struct boot_image initrd;    /**< The initrd; no initrd when its read is NULL. */
     const char *cmdline;         /**< Kernel command line; may be "" (NULL is taken as ""). */
     uint64_t rsdp_gpa;           /**< Where the ACPI RSDP is, 0 to let the guest search. */
 };
@@ -60,8 +79,9 @@ struct x86_boot_spec {
  *         ELF, too old a boot protocol, no 64-bit entry, 32-bit ELF, ELF without PVH note);
  *         -E2BIG when the command line is longer than the kernel's cmdline_size or than
  *         X86_CMDLINE_MAX allows; -ENOMEM when the kernel or initrd does not fit in guest
- *         RAM; -EINVAL for a malformed file (truncated header, segments outside the file,
- *         sizes that overflow) or an inconsistent @p spec.
+ *         RAM; -EINVAL for a malformed file (truncated header or kernel, segments outside
+ *         the file, sizes that overflow), an empty initrd, or an inconsistent @p spec; the
+ *         read function's error when a file cannot be read (-ENODATA: it became shorter).
  */
 int x86_boot_load(const struct x86_boot_spec *spec, struct x86_boot_state *state);
 

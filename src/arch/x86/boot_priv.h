@@ -6,7 +6,8 @@
  *
  * The format loaders validate their file completely before writing anything to guest RAM,
  * so that a rejected kernel leaves no half-written state; the helpers here follow the same
- * split (placement decisions first, writes last).
+ * split (placement decisions first, writes last). Every header is validated on a copy in
+ * the loader's own memory (see struct boot_image), never re-read from the file.
  */
 #ifndef BULKHEAD_ARCH_X86_BOOT_PRIV_H
 #define BULKHEAD_ARCH_X86_BOOT_PRIV_H
@@ -15,6 +16,7 @@
 #include "arch/x86/cpu_state.h"
 #include "arch/x86/e820.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,14 +25,57 @@
 /** End of the 32-bit physical address space: initrd and boot data stay below it. */
 #define X86_4G 0x100000000ULL
 
+/**
+ * Bytes at the start of the kernel file read before the format is known: enough for the
+ * ELF header and for a bzImage's whole setup header (it ends by 0x202 + 255 at the latest).
+ */
+#define X86_BOOT_HEAD_LEN 1024
+
 /** State shared by the common code and a format loader during one x86_boot_load(). */
 struct x86_boot_ctx {
     const struct x86_boot_spec *spec; /**< What to boot. */
     const struct guest_mem *mem;      /**< Guest RAM (spec->mem). */
     const char *cmdline;              /**< The command line, never NULL. */
     size_t cmdline_len;               /**< strlen(cmdline), below X86_CMDLINE_MAX. */
-    struct e820_map map;              /**< The guest's memory map. */
+    struct e820_map map;              /**< The guest's memory map, as the guest is told it. */
+    /**
+     * Where the loader may place things: the map's RAM cut at guest_mem region boundaries,
+     * so that every range e820_is_ram() accepts here can also be written.
+     */
+    struct e820_map ram;
+    uint64_t kernel_size;            /**< spec->kernel.size, read once. */
+    uint64_t initrd_size;            /**< spec->initrd.size, read once (0: no initrd). */
+    uint8_t head[X86_BOOT_HEAD_LEN]; /**< The kernel file's first bytes, read once. */
+    size_t head_len;                 /**< Bytes in head: fewer when the file is shorter. */
 };
+
+/**
+ * Copy bytes of the kernel file: those inside @ref x86_boot_ctx.head from there (so they
+ * are read from the file only once), the rest from the file.
+ * @param ctx the load in progress.
+ * @param offset file offset; [offset, offset + len) must lie inside ctx->kernel_size.
+ * @param dst destination.
+ * @param len bytes.
+ * @param what name for the log.
+ * @return 0 or a negative errno (logged).
+ */
+int x86_boot_read_kernel(const struct x86_boot_ctx *ctx, uint64_t offset, void *dst, size_t len,
+                         const char *what);
+
+/**
+ * Copy bytes of a boot file into guest RAM. The bytes are not interpreted, so nothing
+ * about them needs checking; the destination must have been validated already (with
+ * ctx->ram), and is checked once more here.
+ * @param ctx the load in progress.
+ * @param initrd true for the initrd, false for the kernel.
+ * @param offset file offset; the range must lie inside the file's size for this load.
+ * @param len bytes.
+ * @param gpa destination.
+ * @param what name for the log.
+ * @return 0 or a negative errno (logged).
+ */
+int x86_boot_load_payload(const struct x86_boot_ctx *ctx, bool initrd, uint64_t offset,
+                          uint64_t len, uint64_t gpa, const char *what);
 
 /**
  * Load a bzImage (the caller saw no ELF magic; this also rejects what is not a bzImage).
@@ -57,7 +102,8 @@ int x86_boot_pvh(const struct x86_boot_ctx *ctx, struct x86_boot_state *state);
 int x86_boot_check_cmdline(const struct x86_boot_ctx *ctx, uint64_t kernel_max);
 
 /**
- * Choose where the initrd goes: page-aligned, as high as possible, inside one RAM entry.
+ * Choose where the initrd goes: page-aligned, as high as possible, inside one entry of
+ * ctx->ram.
  * @param ctx the load in progress.
  * @param floor lowest address it may use (the end of the kernel).
  * @param limit it must end at or below this address.
@@ -68,7 +114,8 @@ int x86_boot_place_initrd(const struct x86_boot_ctx *ctx, uint64_t floor, uint64
                           uint64_t *gpa);
 
 /**
- * Write the command line (with its NUL) at X86_CMDLINE_GPA and the initrd at @p initrd_gpa.
+ * Write the command line (with its NUL) at X86_CMDLINE_GPA and copy the initrd file to
+ * @p initrd_gpa.
  * @param ctx the load in progress.
  * @param initrd_gpa from x86_boot_place_initrd().
  * @return 0 or a negative errno (logged).

@@ -3,6 +3,10 @@
  * bzImage loading through the Linux x86 64-bit boot protocol: the protected-mode part of
  * the file goes to a 2 MiB-aligned address (pref_address when possible), a zero page
  * carries a copy of the image's setup header completed with what the loader decided.
+ *
+ * The header is parsed from the copy of the file's first bytes that x86_boot_load() read
+ * (struct x86_boot_ctx.head), which is also what the zero page receives: the kernel is told
+ * exactly the header that was validated, whatever the file holds by then.
  */
 #include "arch/x86/bootparam.h"
 #include "arch/x86/boot_priv.h"
@@ -42,17 +46,23 @@ static uint32_t le32_at(const uint8_t *p)
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
-/* Recognise the image and copy its header; every rejection names what was found. */
-static int bz_parse_header(const uint8_t *k, size_t size, struct bz_plan *plan)
+/*
+ * Recognise the image and copy its header; every rejection names what was found. @p k holds
+ * the file's first bytes, at least min(size, X86_BOOT_HEAD_LEN), which covers every offset
+ * read here once @p size has been checked.
+ */
+static int bz_parse_header(const uint8_t *k, uint64_t size, struct bz_plan *plan)
 {
+    _Static_assert(BP_HDR_OFFSET(header) + 255 <= X86_BOOT_HEAD_LEN, "the longest header");
+
     bool has_magic = size >= BP_HEADER_MAGIC_OFFSET + 4 &&
                      le32_at(k + BP_HEADER_MAGIC_OFFSET) == BP_HEADER_MAGIC;
     if (!has_magic) {
         bool mz = size >= 2 && k[0] == 'M' && k[1] == 'Z';
         if (mz && size < BP_HEADER_MAGIC_OFFSET + 4) {
-            log_error("boot: kernel file is truncated (%zu bytes): too short for a bzImage "
+            log_error("boot: kernel file is truncated (%llu bytes): too short for a bzImage "
                       "header",
-                      size);
+                      (unsigned long long)size);
             return -EINVAL;
         }
         log_error("boot: kernel file is not a bzImage or ELF%s",
@@ -60,7 +70,8 @@ static int bz_parse_header(const uint8_t *k, size_t size, struct bz_plan *plan)
         return -ENOEXEC;
     }
     if (size < BP_HDR_OFFSET(version) + sizeof(uint16_t)) {
-        log_error("boot: bzImage is truncated (%zu bytes) inside its setup header", size);
+        log_error("boot: bzImage is truncated (%llu bytes) inside its setup header",
+                  (unsigned long long)size);
         return -EINVAL;
     }
     uint16_t version = le16_at(k + BP_HDR_OFFSET(version));
@@ -84,7 +95,8 @@ static int bz_parse_header(const uint8_t *k, size_t size, struct bz_plan *plan)
         return -EINVAL;
     }
     if (size < hdr_end) {
-        log_error("boot: bzImage is truncated (%zu bytes) inside its setup header", size);
+        log_error("boot: bzImage is truncated (%llu bytes) inside its setup header",
+                  (unsigned long long)size);
         return -EINVAL;
     }
     plan->hdr_copy = (hdr_end < HDR_ROOM_END ? hdr_end : HDR_ROOM_END) - BP_SETUP_HEADER_OFFSET;
@@ -107,12 +119,24 @@ static int bz_parse_header(const uint8_t *k, size_t size, struct bz_plan *plan)
     unsigned sects = plan->hdr.setup_sects ? plan->hdr.setup_sects : BP_DEFAULT_SETUP_SECTS;
     plan->pm_offset = ((uint64_t)sects + 1) * BP_SECTOR_SIZE;
     if (plan->pm_offset >= size) {
-        log_error("boot: bzImage is truncated: %zu bytes, but its %u setup sectors end at "
+        log_error("boot: bzImage is truncated: %llu bytes, but its %u setup sectors end at "
                   "%#llx",
-                  size, sects, (unsigned long long)plan->pm_offset);
+                  (unsigned long long)size, sects, (unsigned long long)plan->pm_offset);
         return -EINVAL;
     }
     plan->pm_size = size - plan->pm_offset;
+    /*
+     * syssize is reliable from protocol 2.04 on; a file cut short (a copy still in progress,
+     * say) would otherwise be loaded and fail in the guest's decompressor, silently. Signed
+     * kernels carry more than syssize (the signature), so only a shortfall is an error.
+     */
+    uint64_t syssize_bytes = (uint64_t)plan->hdr.syssize * 16;
+    if (syssize_bytes > plan->pm_size) {
+        log_error("boot: bzImage is truncated: its header says the kernel has %llu bytes after "
+                  "the setup sectors, the file has %llu",
+                  (unsigned long long)syssize_bytes, (unsigned long long)plan->pm_size);
+        return -EINVAL;
+    }
     return 0;
 }
 
@@ -126,11 +150,18 @@ static int bz_place_kernel(const struct x86_boot_ctx *ctx, struct bz_plan *plan)
     if (!h->relocatable_kernel) {
         /*
          * A fixed-address kernel is loaded at 1 MiB and runs (decompresses into) its
-         * pref_address: both ranges must be RAM.
+         * pref_address: both ranges must be RAM, and the run area must not reach down into
+         * the boot data (zero page, page tables, command line) it still has to read.
          */
         uint64_t run = h->pref_address != 0 ? h->pref_address : E820_BIOS_AREA_END;
-        if (!e820_is_ram(&ctx->map, E820_BIOS_AREA_END, plan->pm_size) ||
-            !e820_is_ram(&ctx->map, run, h->init_size)) {
+        if (run < E820_BIOS_AREA_END) {
+            log_error("boot: non-relocatable kernel runs at %#llx, below 1 MiB where the boot "
+                      "data lives",
+                      (unsigned long long)run);
+            return -EINVAL;
+        }
+        if (!e820_is_ram(&ctx->ram, E820_BIOS_AREA_END, plan->pm_size) ||
+            !e820_is_ram(&ctx->ram, run, h->init_size)) {
             log_error("boot: non-relocatable kernel (%llu bytes, runs at %#llx with %u bytes) "
                       "does not fit in guest RAM",
                       (unsigned long long)plan->pm_size, (unsigned long long)run, h->init_size);
@@ -152,12 +183,12 @@ static int bz_place_kernel(const struct x86_boot_ctx *ctx, struct bz_plan *plan)
     }
     uint64_t pref = h->pref_address;
     if (pref >= E820_BIOS_AREA_END && (pref & (align - 1)) == 0 &&
-        e820_is_ram(&ctx->map, pref, need)) {
+        e820_is_ram(&ctx->ram, pref, need)) {
         plan->load = pref;
     } else {
         uint64_t low;
         if (checked_align_up(E820_BIOS_AREA_END, align, &low) ||
-            !e820_is_ram(&ctx->map, low, need)) {
+            !e820_is_ram(&ctx->ram, low, need)) {
             log_error("boot: kernel needs %llu bytes of RAM from a %#llx-aligned address; "
                       "guest RAM has no room for it",
                       (unsigned long long)need, (unsigned long long)align);
@@ -178,11 +209,11 @@ static void bz_fill_zero_page(const struct x86_boot_ctx *ctx, const struct bz_pl
                               struct boot_params *bp)
 {
     uint64_t cmdline = X86_CMDLINE_GPA;
-    uint64_t initrd_size = ctx->spec->initrd_size;
+    uint64_t initrd_size = ctx->initrd_size;
 
     /* The whole header as the image has it (fields newer than this loader included)... */
     memset(bp, 0, sizeof(*bp));
-    memcpy((uint8_t *)bp + BP_SETUP_HEADER_OFFSET, ctx->spec->kernel + BP_SETUP_HEADER_OFFSET,
+    memcpy((uint8_t *)bp + BP_SETUP_HEADER_OFFSET, ctx->head + BP_SETUP_HEADER_OFFSET,
            plan->hdr_copy);
     /* ...then what the loader decides. */
     bp->hdr.type_of_loader = BP_LOADER_TYPE_UNDEFINED;
@@ -208,7 +239,6 @@ static void bz_fill_zero_page(const struct x86_boot_ctx *ctx, const struct bz_pl
 
 int x86_boot_bzimage(const struct x86_boot_ctx *ctx, struct x86_boot_state *state)
 {
-    const struct x86_boot_spec *spec = ctx->spec;
     struct bz_plan plan;
     struct boot_params bp;
     int rc;
@@ -217,7 +247,7 @@ int x86_boot_bzimage(const struct x86_boot_ctx *ctx, struct x86_boot_state *stat
     _Static_assert(X86_CMDLINE_GPA + X86_CMDLINE_MAX <= X86_4G, "cmd_line_ptr below 4 GiB");
 
     memset(&plan, 0, sizeof(plan));
-    rc = bz_parse_header(spec->kernel, spec->kernel_size, &plan);
+    rc = bz_parse_header(ctx->head, ctx->kernel_size, &plan);
     if (rc < 0)
         return rc;
     rc = x86_boot_check_cmdline(ctx, plan.hdr.cmdline_size);
@@ -235,12 +265,13 @@ int x86_boot_bzimage(const struct x86_boot_ctx *ctx, struct x86_boot_state *stat
         return rc;
 
     log_debug("boot: bzImage protocol %u.%u, %llu bytes at %#llx (needs up to %#llx), initrd "
-              "%zu bytes at %#llx, command line %zu bytes",
+              "%llu bytes at %#llx, command line %zu bytes",
               plan.hdr.version >> 8, plan.hdr.version & 0xff, (unsigned long long)plan.pm_size,
-              (unsigned long long)plan.load, (unsigned long long)plan.kernel_end, spec->initrd_size,
-              (unsigned long long)plan.initrd, ctx->cmdline_len);
+              (unsigned long long)plan.load, (unsigned long long)plan.kernel_end,
+              (unsigned long long)ctx->initrd_size, (unsigned long long)plan.initrd,
+              ctx->cmdline_len);
 
-    rc = x86_boot_write(ctx->mem, plan.load, spec->kernel + plan.pm_offset, plan.pm_size, "kernel");
+    rc = x86_boot_load_payload(ctx, false, plan.pm_offset, plan.pm_size, plan.load, "kernel");
     if (rc < 0)
         return rc;
     rc = x86_boot_write_cmdline_initrd(ctx, plan.initrd);

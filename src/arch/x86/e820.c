@@ -106,6 +106,42 @@ int x86_e820_build(const struct guest_mem *mem, struct e820_map *out)
     return e820_normalize(in, n, out);
 }
 
+/* Last address of a range, clamped: a caller-made map might claim to reach past 2^64. */
+static uint64_t last_addr(uint64_t addr, uint64_t size)
+{
+    return size - 1 > UINT64_MAX - addr ? UINT64_MAX : addr + (size - 1);
+}
+
+int e820_split_at_regions(const struct e820_map *map, const struct guest_mem *mem,
+                          struct e820_map *out)
+{
+    out->nr = 0;
+    for (unsigned i = 0; i < map->nr && i < E820_MAX_ENTRIES; i++) {
+        const struct e820_entry *e = &map->entries[i];
+        if (e->type != E820_TYPE_RAM || e->size == 0)
+            continue;
+        uint64_t e_last = last_addr(e->addr, e->size);
+        for (unsigned r = 0; r < mem->nr_regions && r < GUEST_MEM_MAX_REGIONS; r++) {
+            const struct guest_region *g = &mem->regions[r];
+            if (g->size == 0)
+                continue;
+            uint64_t g_last = last_addr(g->gpa, g->size);
+            uint64_t lo = e->addr > g->gpa ? e->addr : g->gpa;
+            uint64_t hi = e_last < g_last ? e_last : g_last;
+            /* Inclusive ends cannot overflow; only a piece of all 2^64 bytes has no size. */
+            if (lo > hi || hi - lo == UINT64_MAX)
+                continue;
+            if (out->nr == E820_MAX_ENTRIES) {
+                out->nr = 0;
+                return -ENOSPC;
+            }
+            out->entries[out->nr++] =
+                (struct e820_entry){.addr = lo, .size = hi - lo + 1, .type = E820_TYPE_RAM};
+        }
+    }
+    return 0;
+}
+
 bool e820_is_ram(const struct e820_map *map, uint64_t addr, uint64_t len)
 {
     for (unsigned i = 0; i < map->nr; i++) {

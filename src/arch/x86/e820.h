@@ -69,6 +69,19 @@ int e820_normalize(const struct e820_entry *in, unsigned nr_in, struct e820_map 
 int x86_e820_build(const struct guest_mem *mem, struct e820_map *out);
 
 /**
+ * The RAM of @p map cut where guest_mem regions end, for placing the kernel and initrd. The
+ * map merges adjacent regions into one RAM entry (the guest sees one range), but the VMM
+ * writes through guest_mem_ptr(), which needs a range inside one region: a range inside
+ * one entry of the result is both RAM for the guest and writable by the VMM.
+ * @param map a map, as from x86_e820_build().
+ * @param mem the guest's RAM regions.
+ * @param out receives the RAM pieces (E820_TYPE_RAM only), sorted.
+ * @return 0, or -ENOSPC when there are more than E820_MAX_ENTRIES pieces.
+ */
+int e820_split_at_regions(const struct e820_map *map, const struct guest_mem *mem,
+                          struct e820_map *out);
+
+/**
  * Whether a range is usable RAM, entirely inside one RAM entry.
  * @param map the map.
  * @param addr start of the range.

@@ -14,10 +14,11 @@ CFLAGS  ?= -O2 -g
 CPPFLAGS += -D_GNU_SOURCE -Isrc -DBULKHEAD_VERSION=\"0.1.0\"
 DEPFLAGS := -MMD -MP
 ALL_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) -fno-strict-aliasing -fstack-protector-strong \
-             -D_FORTIFY_SOURCE=2
-# The VMM is linked statically: no dynamic loader at start-up, and behaviour that
-# does not change under a libc upgrade on the host.
-VMM_LDFLAGS ?= -static -pthread
+             -D_FORTIFY_SOURCE=2 -fPIE
+# The VMM is linked statically (no dynamic loader at start-up, behaviour that does not
+# change under a libc upgrade on the host) and position-independent, so that the one
+# process a hostile guest talks to is loaded at a random address (ASLR).
+VMM_LDFLAGS ?= -static-pie -pthread
 
 # Everything under src/ except the program entry points forms the library that
 # the VMM and the unit tests link against.

@@ -162,6 +162,8 @@ enum plat_exit_reason {
     PLAT_EXIT_SHUTDOWN,       /**< Triple fault: the vCPU cannot continue. */
     PLAT_EXIT_SYSTEM_RESET,   /**< The platform saw a reset request (e.g. PSCI). */
     PLAT_EXIT_SYSTEM_OFF,     /**< The platform saw a power-off request (e.g. PSCI). */
+    PLAT_EXIT_GUEST_CRASH,    /**< The guest reported a crash through the hypervisor (e.g. a
+                                   Hyper-V crash MSR, an SEV-ES termination request). */
     PLAT_EXIT_INTERNAL_ERROR, /**< The hypervisor could not emulate something. */
     PLAT_EXIT_FAIL_ENTRY,     /**< The hardware refused to enter the guest. */
     PLAT_EXIT_UNHANDLED,      /**< An exit the VMM does not handle. */
@@ -190,6 +192,14 @@ int plat_vcpu_run(struct plat_vcpu *vcpu, const struct plat_io_handler *io, stru
  * @param vcpu the vCPU.
  */
 void plat_vcpu_kick(struct plat_vcpu *vcpu);
+
+/**
+ * The vCPU's thread is about to end: plat_vcpu_kick() must no longer signal it. Called by
+ * that thread as its last use of the vCPU, so that a later kick (a stop requested after a
+ * failed start, say) never targets a thread that has been joined.
+ * @param vcpu the vCPU.
+ */
+void plat_vcpu_thread_done(struct plat_vcpu *vcpu);
 
 /**
  * Format the vCPU's registers for a log line (general and control registers).

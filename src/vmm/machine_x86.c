@@ -70,7 +70,7 @@ static void set_gsi(void *ctx, uint32_t gsi, bool level)
     struct vm *vm = ctx;
     int r = plat_irq_set(vm->plat, gsi, level);
     if (r != 0)
-        log_warn("setting GSI %u failed: %s", gsi, strerror(-r));
+        log_guest(LOG_WARN, "setting GSI %u failed: %s", gsi, strerror(-r));
 }
 
 static uint32_t route_intx(void *ctx, unsigned slot, unsigned pin)
@@ -79,10 +79,10 @@ static uint32_t route_intx(void *ctx, unsigned slot, unsigned pin)
     return X86_PCI_INTX_GSI(slot, pin);
 }
 
-static void com1_tx(void *ctx, uint8_t byte)
+static bool com1_tx(void *ctx, uint8_t byte)
 {
     struct vm *vm = ctx;
-    console_write(vm->console, byte);
+    return console_write(vm->console, byte);
 }
 
 static void com1_rx_ready(void *ctx)
@@ -98,7 +98,8 @@ static void pm_sleep(void *ctx, unsigned slp_typ)
         vm_request_stop(vm, VM_STOP_POWEROFF, "guest powered off (ACPI S5)");
         return;
     }
-    log_warn("guest asked for sleep state type %u, which this machine does not have", slp_typ);
+    log_guest(LOG_WARN, "guest asked for sleep state type %u, which this machine does not have",
+              slp_typ);
     acpi_pm_wake(&vm->machine->pm);
 }
 
@@ -195,13 +196,13 @@ int machine_build(struct vm *vm, const struct boot_files *files)
     log_debug("start-up: %.3f ms: devices and ACPI tables ready", vm_ms_since_start());
     struct x86_boot_spec spec = {
         .mem = &vm->mem,
-        .kernel = files->kernel,
-        .kernel_size = files->kernel_size,
-        .initrd = files->initrd,
-        .initrd_size = files->initrd_size,
+        .kernel = {.size = files->kernel->size, .read = boot_file_read, .ctx = files->kernel},
         .cmdline = vm->opts->cmdline,
         .rsdp_gpa = X86_ACPI_TABLES_GPA,
     };
+    if (files->initrd != NULL)
+        spec.initrd = (struct boot_image){
+            .size = files->initrd->size, .read = boot_file_read, .ctx = files->initrd};
     if ((r = x86_boot_load(&spec, &vm->machine->boot_state)) != 0)
         return r;
     log_debug("start-up: %.3f ms: kernel and initrd loaded", vm_ms_since_start());
@@ -242,6 +243,12 @@ static size_t console_to_com1(void *ctx, const uint8_t *buf, size_t len)
     return uart16550_receive(&vm->machine->com1, buf, len);
 }
 
+static void console_to_com1_ready(void *ctx)
+{
+    struct vm *vm = ctx;
+    uart16550_tx_ready(&vm->machine->com1);
+}
+
 static void console_quit(void *ctx)
 {
     vm_request_stop(ctx, VM_STOP_QUIT, "quit from the console (Ctrl-A x)");
@@ -249,7 +256,13 @@ static void console_quit(void *ctx)
 
 int machine_attach_console(struct vm *vm, struct event_loop *loop)
 {
-    return console_attach(vm->console, loop, console_to_com1, console_quit, vm);
+    const struct console_sink sink = {
+        .deliver = console_to_com1,
+        .tx_ready = console_to_com1_ready,
+        .quit = console_quit,
+        .ctx = vm,
+    };
+    return console_attach(vm->console, loop, &sink);
 }
 
 void machine_request_shutdown(struct vm *vm)

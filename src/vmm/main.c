@@ -4,22 +4,22 @@
  * and runs the VM until it powers off, restarting it in place when the guest resets.
  */
 #include "core/log.h"
+#include "host/boot_file.h"
 #include "host/console.h"
 #include "host/event_loop.h"
+#include "host/fd_nonblock.h"
 #include "platform/platform.h"
 #include "vmm/machine.h"
 #include "vmm/options.h"
 #include "vmm/vm.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/signalfd.h>
-#include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,79 +44,111 @@ static int usage_error(const char *fmt, ...)
     return EXIT_USAGE;
 }
 
-/* A boot file stays open for the life of the process (so a reboot loads the same file even
- * if its path is replaced), but is mapped only while a boot loads it: its pages then do not
- * count against the VMM's resident memory while the guest runs. */
-/** A boot file kept open across reboots. */
-struct boot_file {
-    int fd;      /**< Open descriptor, -1 when there is no such file. */
-    size_t size; /**< Its length in bytes. */
-};
-
+/* The user's files are checked up front so a typo gets one line and status 2; their contents
+ * are the loader's business, at each boot (a reboot re-reads and re-validates them). */
 static int open_file(const char *what, const char *path, struct boot_file *f)
 {
-    f->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (f->fd < 0)
-        return usage_error("cannot open %s '%s': %s", what, path, strerror(errno));
-    struct stat st;
-    if (fstat(f->fd, &st) != 0 || !S_ISREG(st.st_mode))
+    int r = boot_file_open(f, path);
+    if (r == -EINVAL)
         return usage_error("%s '%s' is not a regular file", what, path);
-    if (st.st_size == 0)
+    if (r == -ENODATA)
         return usage_error("%s '%s' is empty", what, path);
-    f->size = (size_t)st.st_size;
+    if (r != 0)
+        return usage_error("cannot open %s '%s': %s", what, path, strerror(-r));
     return 0;
 }
 
-static const uint8_t *map_file(const struct boot_file *f)
+/* The files may have been rewritten since the last boot: take their sizes again. */
+static int refresh_boot_files(struct boot_file *kernel, struct boot_file *initrd,
+                              struct boot_files *files)
 {
-    if (f->fd < 0)
-        return NULL;
-    void *p = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, f->fd, 0);
-    return p == MAP_FAILED ? NULL : p;
+    *files = (struct boot_files){.kernel = kernel, .initrd = initrd->fd >= 0 ? initrd : NULL};
+    int r = boot_file_refresh(kernel);
+    if (r == 0 && initrd->fd >= 0)
+        r = boot_file_refresh(initrd);
+    if (r != 0)
+        log_error("cannot read the size of the boot files: %s", strerror(-r));
+    return r;
 }
 
-static int map_boot_files(const struct boot_file *kernel, const struct boot_file *initrd,
-                          struct boot_files *files)
-{
-    *files = (struct boot_files){0};
-    files->kernel = map_file(kernel);
-    files->kernel_size = kernel->size;
-    if (initrd->fd >= 0) {
-        files->initrd = map_file(initrd);
-        files->initrd_size = initrd->size;
-    }
-    if (files->kernel == NULL || (initrd->fd >= 0 && files->initrd == NULL)) {
-        log_error("cannot map the boot files: %s", strerror(errno));
-        return -errno;
-    }
-    return 0;
-}
-
-static void unmap_boot_files(struct boot_files *files)
-{
-    if (files->kernel != NULL)
-        munmap((void *)files->kernel, files->kernel_size);
-    if (files->initrd != NULL)
-        munmap((void *)files->initrd, files->initrd_size);
-    *files = (struct boot_files){0};
-}
-
-/** What the signal callback needs. */
-struct runner {
-    struct vm *vm; /**< The running VM. */
-    int sfd;       /**< The signalfd. */
+/**
+ * How a signal stops the VMM: the first SIGTERM (or SIGINT, unless the console is on the
+ * terminal, where Ctrl-C belongs to the guest) presses the ACPI power button so the guest
+ * shuts down cleanly, as a supervisor's `stop` needs; a second signal, or the shutdown
+ * timeout, stops it hard. The state lives across guest reboots.
+ */
+struct stopper {
+    const struct vmm_options *opts; /**< For --shutdown-timeout. */
+    struct console *console;        /**< The terminal may be the guest's; lossy at shutdown. */
+    struct vm *vm;                  /**< The VM of the current boot. */
+    int sfd;                        /**< signalfd of SIGINT, SIGTERM, SIGHUP. */
+    int timer_fd;                   /**< timerfd armed by a graceful stop. */
+    int signal;                     /**< The signal that asked for the stop, 0 before. */
 };
+
+static const char *signame(int sig)
+{
+    switch (sig) {
+    case SIGTERM:
+        return "SIGTERM";
+    case SIGINT:
+        return "SIGINT";
+    case SIGHUP:
+        return "SIGHUP";
+    default:
+        return strsignal(sig);
+    }
+}
+
+static void stop_hard(struct stopper *st, int sig, const char *why)
+{
+    st->vm->signal = sig;
+    vm_request_stop(st->vm, VM_STOP_SIGNAL, "%s", why);
+}
 
 static void on_signal(void *opaque, uint32_t events)
 {
-    struct runner *rn = opaque;
+    struct stopper *st = opaque;
     struct signalfd_siginfo si;
     (void)events;
-    if (read(rn->sfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+    if (read(st->sfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
         return;
-    rn->vm->signal = (int)si.ssi_signo;
-    vm_request_stop(rn->vm, VM_STOP_SIGNAL, "stopped by signal %u (%s)", si.ssi_signo,
-                    strsignal((int)si.ssi_signo));
+    int sig = (int)si.ssi_signo;
+    bool polite = sig == SIGTERM || (sig == SIGINT && !st->console->tty);
+    char why[128];
+    if (!polite || st->signal != 0 || st->opts->shutdown_timeout == 0) {
+        snprintf(why, sizeof(why), "stopped by signal %d (%s)%s", sig, signame(sig),
+                 st->signal != 0 ? " during the guest's shutdown" : "");
+        stop_hard(st, sig, why);
+        return;
+    }
+    st->signal = sig;
+    struct itimerspec its = {.it_value.tv_sec = st->opts->shutdown_timeout};
+    if (timerfd_settime(st->timer_fd, 0, &its, NULL) != 0) {
+        snprintf(why, sizeof(why), "stopped by signal %d (%s): no shutdown timer", sig,
+                 signame(sig));
+        stop_hard(st, sig, why);
+        return;
+    }
+    log_info("%s: pressing the guest's power button; it has %u s to power off (a second "
+             "signal stops it at once)",
+             signame(sig), st->opts->shutdown_timeout);
+    console_set_lossy(st->console);
+    machine_request_shutdown(st->vm);
+}
+
+static void on_shutdown_timeout(void *opaque, uint32_t events)
+{
+    struct stopper *st = opaque;
+    uint64_t expirations;
+    (void)events;
+    if (read(st->timer_fd, &expirations, sizeof(expirations)) != (ssize_t)sizeof(expirations))
+        return;
+    char why[128];
+    snprintf(why, sizeof(why), "the guest did not power off within %u s of %s; stopped",
+             st->opts->shutdown_timeout, signame(st->signal));
+    log_warn("%s", why);
+    stop_hard(st, st->signal, why);
 }
 
 static void on_stop(void *opaque, uint32_t events)
@@ -126,23 +158,23 @@ static void on_stop(void *opaque, uint32_t events)
 }
 
 /* Run one boot of the VM; returns the stop reason, or a negative errno if it never ran. */
-static int run_once(struct vm *vm, const struct vmm_options *opts, const struct boot_file *kernel,
-                    const struct boot_file *initrd, struct console *console,
-                    struct event_loop *loop, int sfd)
+static int run_once(struct vm *vm, const struct vmm_options *opts, struct boot_file *kernel,
+                    struct boot_file *initrd, struct console *console, struct event_loop *loop,
+                    struct stopper *st)
 {
     /* vm_destroy() must be safe on whatever state a failure leaves. */
     memset(vm, 0, sizeof(*vm));
     vm->stop_fd = -1;
     vm->ram.fd = -1;
     struct boot_files files;
-    int r = map_boot_files(kernel, initrd, &files);
+    int r = refresh_boot_files(kernel, initrd, &files);
     if (r == 0)
         r = vm_create(vm, opts, &files, console);
-    unmap_boot_files(&files);
     if (r != 0)
         return r;
-    struct runner rn = {.vm = vm, .sfd = sfd};
-    if ((r = event_loop_add(loop, sfd, EVENT_IN, on_signal, &rn)) != 0 ||
+    st->vm = vm;
+    if ((r = event_loop_add(loop, st->sfd, EVENT_IN, on_signal, st)) != 0 ||
+        (r = event_loop_add(loop, st->timer_fd, EVENT_IN, on_shutdown_timeout, st)) != 0 ||
         (r = event_loop_add(loop, vm->stop_fd, EVENT_IN, on_stop, vm)) != 0 ||
         (r = machine_attach_console(vm, loop)) != 0 || (r = vm_start(vm)) != 0) {
         log_error("cannot start the VM: %s", strerror(-r));
@@ -156,7 +188,8 @@ static int run_once(struct vm *vm, const struct vmm_options *opts, const struct 
         }
     }
     console_detach(console);
-    event_loop_remove(loop, sfd);
+    event_loop_remove(loop, st->sfd);
+    event_loop_remove(loop, st->timer_fd);
     event_loop_remove(loop, vm->stop_fd);
     vm_join(vm);
     return (int)vm_stop_reason(vm);
@@ -178,6 +211,13 @@ int main(int argc, char **argv)
         break;
     }
     log_set_level(opts.log_level);
+    /* Log lines must not block a vCPU either: a private non-blocking stderr drops what a
+     * stalled reader does not take. */
+    int errfd = fd_reopen_nonblocking(STDERR_FILENO);
+    if (errfd >= 0) {
+        dup2(errfd, STDERR_FILENO);
+        close(errfd);
+    }
     vm_set_process_start((uint64_t)t0.tv_sec * 1000000000ull + (uint64_t)t0.tv_nsec);
 
     struct boot_file kernel = {.fd = -1}, initrd = {.fd = -1};
@@ -213,14 +253,23 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
 
+    struct stopper st = {.opts = &opts, .console = &console, .sfd = sfd};
+    st.timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+    if (st.timer_fd < 0) {
+        log_error("cannot create the shutdown timer: %s", strerror(errno));
+        console_close(&console);
+        return EXIT_VM_FAILURE;
+    }
+
     int status = EXIT_VM_FAILURE;
     for (unsigned boot = 0;; boot++) {
         struct vm vm;
-        r = run_once(&vm, &opts, &kernel, &initrd, &console, &loop, sfd);
+        r = run_once(&vm, &opts, &kernel, &initrd, &console, &loop, &st);
         if (r < 0) {
             vm_destroy(&vm);
             /* An unusable kernel or initrd is the user's input (logged by the loader). */
-            status = (boot == 0 && (r == -ENOEXEC || r == -E2BIG || r == -ENOMEM))
+            status = (boot == 0 && (r == -ENOEXEC || r == -E2BIG || r == -ENOMEM || r == -EINVAL ||
+                                    r == -ENODATA))
                          ? EXIT_USAGE
                          : EXIT_VM_FAILURE;
             break;
@@ -233,6 +282,11 @@ int main(int argc, char **argv)
         else
             log_info("VM stopped: %s", msg);
         vm_destroy(&vm);
+        /* A guest asked to shut down that resets instead has still gone down. */
+        if (reason == VM_STOP_RESET && st.signal != 0) {
+            status = EXIT_POWEROFF;
+            break;
+        }
         if (reason == VM_STOP_RESET && !opts.no_reboot) {
             log_info("restarting the VM");
             continue;
@@ -256,6 +310,7 @@ int main(int argc, char **argv)
     }
     console_close(&console);
     event_loop_destroy(&loop);
+    close(st.timer_fd);
     close(sfd);
     return status;
 }

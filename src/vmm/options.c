@@ -11,12 +11,15 @@
 static const char usage[] =
     "usage: bulkhead-vmm --kernel PATH [--initrd PATH] [--cmdline STRING] [--mem SIZE]\n"
     "                    [--cpus N] [--serial stdio|file:PATH|unix:PATH] [--no-reboot]\n"
-    "                    [--log-level error|warn|info|debug|trace]\n"
+    "                    [--shutdown-timeout SECONDS] [--log-level error|warn|info|debug|trace]\n"
     "\n"
     "Runs one virtual machine. SIZE takes K, M, G or T (a bare number is MiB); default 256M.\n"
+    "SIGTERM (and SIGINT unless the console is on the terminal) presses the guest's ACPI\n"
+    "power button; a second signal, or --shutdown-timeout seconds (default 30; 0: no\n"
+    "graceful stop) without the guest powering off, stops it at once.\n"
     "Exit status: 0 guest powered off, 1 VM failure, 2 bad usage or input,\n"
     "             3 guest asked for a reset and --no-reboot was given,\n"
-    "             128+N stopped by signal N.\n"
+    "             128+N stopped at once by signal N (or its shutdown timeout).\n"
     "With --serial stdio on a terminal, Ctrl-A x quits.\n";
 
 int options_parse_size(const char *s, uint64_t *out)
@@ -109,6 +112,7 @@ enum options_result options_parse(int argc, char **argv, struct vmm_options *o, 
         OPT_SERIAL,
         OPT_NO_REBOOT,
         OPT_LOG_LEVEL,
+        OPT_SHUTDOWN_TIMEOUT,
         OPT_HELP,
         OPT_VERSION
     };
@@ -121,6 +125,7 @@ enum options_result options_parse(int argc, char **argv, struct vmm_options *o, 
         {"serial", required_argument, NULL, OPT_SERIAL},
         {"no-reboot", no_argument, NULL, OPT_NO_REBOOT},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -131,6 +136,7 @@ enum options_result options_parse(int argc, char **argv, struct vmm_options *o, 
         .cpus = 1,
         .serial = SERIAL_STDIO,
         .log_level = LOG_WARN,
+        .shutdown_timeout = VMM_DEFAULT_SHUTDOWN_TIMEOUT,
     };
     err[0] = '\0';
     opterr = 0;
@@ -173,6 +179,19 @@ enum options_result options_parse(int argc, char **argv, struct vmm_options *o, 
         case OPT_NO_REBOOT:
             o->no_reboot = true;
             break;
+        case OPT_SHUTDOWN_TIMEOUT: {
+            char *end;
+            errno = 0;
+            unsigned long n = strtoul(optarg, &end, 10);
+            if (errno != 0 || *end != '\0' || optarg[0] < '0' || optarg[0] > '9')
+                return fail(err, len, "--shutdown-timeout: '%s' is not a number of seconds",
+                            optarg);
+            if (n > VMM_MAX_SHUTDOWN_TIMEOUT)
+                return fail(err, len, "--shutdown-timeout: %lu is out of range (0 to %u)", n,
+                            VMM_MAX_SHUTDOWN_TIMEOUT);
+            o->shutdown_timeout = (unsigned)n;
+            break;
+        }
         case OPT_LOG_LEVEL:
             if (log_parse_level(optarg, &o->log_level) != 0)
                 return fail(err, len,

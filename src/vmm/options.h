@@ -15,15 +15,17 @@
 
 /** Parsed command line. */
 struct vmm_options {
-    const char *kernel;       /**< --kernel PATH (required). */
-    const char *initrd;       /**< --initrd PATH, or NULL. */
-    const char *cmdline;      /**< --cmdline STRING. */
-    uint64_t mem_bytes;       /**< --mem SIZE, in bytes. */
-    unsigned cpus;            /**< --cpus N. */
-    enum serial_kind serial;  /**< --serial kind. */
-    const char *serial_path;  /**< Path for file: and unix:. */
-    bool no_reboot;           /**< --no-reboot: exit instead of rebooting. */
-    enum log_level log_level; /**< --log-level LEVEL. */
+    const char *kernel;        /**< --kernel PATH (required). */
+    const char *initrd;        /**< --initrd PATH, or NULL. */
+    const char *cmdline;       /**< --cmdline STRING. */
+    uint64_t mem_bytes;        /**< --mem SIZE, in bytes. */
+    unsigned cpus;             /**< --cpus N. */
+    enum serial_kind serial;   /**< --serial kind. */
+    const char *serial_path;   /**< Path for file: and unix:. */
+    bool no_reboot;            /**< --no-reboot: exit instead of rebooting. */
+    enum log_level log_level;  /**< --log-level LEVEL. */
+    unsigned shutdown_timeout; /**< --shutdown-timeout: seconds a signalled guest has to power
+                                    off before it is stopped hard; 0 stops at once. */
 };
 
 /** What options_parse() wants the caller to do. */
@@ -32,6 +34,12 @@ enum options_result {
     OPTIONS_EXIT,  /**< --help or --version was printed: exit 0. */
     OPTIONS_ERROR, /**< Invalid: the message is in the error buffer; exit 2. */
 };
+
+/** Seconds a signalled guest gets to power off before it is stopped hard: long enough for
+ * a distribution's shutdown, short enough that a hung guest does not hold up its host. */
+#define VMM_DEFAULT_SHUTDOWN_TIMEOUT 30
+/** Largest --shutdown-timeout: a day. */
+#define VMM_MAX_SHUTDOWN_TIMEOUT 86400
 
 /** Largest --cpus accepted before asking the platform. */
 #define VMM_MAX_CPUS 254

@@ -118,8 +118,8 @@ static void on_mmio(void *opaque, uint64_t gpa, unsigned size, bool write, uint6
     struct vm *vm = opaque;
     int r = write ? bus_write(&vm->mmio, gpa, size, *data) : bus_read(&vm->mmio, gpa, size, data);
     if (r != 0)
-        log_debug("unhandled MMIO %s 0x%llx/%u", write ? "write" : "read", (unsigned long long)gpa,
-                  size);
+        log_guest(LOG_DEBUG, "unhandled MMIO %s 0x%llx/%u", write ? "write" : "read",
+                  (unsigned long long)gpa, size);
 }
 
 static void stop_with_registers(struct vm_vcpu *v, const char *what, unsigned long long code,
@@ -165,6 +165,10 @@ static void *vcpu_thread(void *arg)
         case PLAT_EXIT_SYSTEM_OFF:
             vm_request_stop(vm, VM_STOP_POWEROFF, "guest powered off");
             break;
+        case PLAT_EXIT_GUEST_CRASH:
+            stop_with_registers(v, "guest crash reported to the hypervisor", exit.code,
+                                exit.subcode);
+            break;
         case PLAT_EXIT_SHUTDOWN:
             stop_with_registers(v, "triple fault", exit.code, exit.subcode);
             break;
@@ -179,6 +183,7 @@ static void *vcpu_thread(void *arg)
             break;
         }
     }
+    plat_vcpu_thread_done(v->plat);
     return NULL;
 }
 

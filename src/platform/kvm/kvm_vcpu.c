@@ -108,6 +108,30 @@ static void handle_mmio(struct kvm_run *run, const struct plat_io_handler *io)
         memcpy(run->mmio.data, &data, len);
 }
 
+/* Each KVM system event is what it says: only SHUTDOWN is a clean power-off. A crash or an
+ * SEV termination is a failed VM; WAKEUP and SUSPEND need support this VMM does not offer. */
+static enum plat_exit_reason system_event_reason(uint32_t type)
+{
+    switch (type) {
+    case KVM_SYSTEM_EVENT_SHUTDOWN:
+        return PLAT_EXIT_SYSTEM_OFF;
+    case KVM_SYSTEM_EVENT_RESET:
+        return PLAT_EXIT_SYSTEM_RESET;
+    case KVM_SYSTEM_EVENT_CRASH:
+    case KVM_SYSTEM_EVENT_SEV_TERM:
+        return PLAT_EXIT_GUEST_CRASH;
+    default:
+        return PLAT_EXIT_UNHANDLED;
+    }
+}
+
+void plat_vcpu_thread_done(struct plat_vcpu *vcpu)
+{
+    pthread_mutex_lock(&vcpu->lock);
+    vcpu->thread_known = false;
+    pthread_mutex_unlock(&vcpu->lock);
+}
+
 static void register_thread(struct plat_vcpu *vcpu)
 {
     if (vcpu->thread_known)
@@ -147,11 +171,8 @@ int plat_vcpu_run(struct plat_vcpu *vcpu, const struct plat_io_handler *io, stru
             *exit = (struct plat_exit){.reason = PLAT_EXIT_SHUTDOWN};
             return 0;
         case KVM_EXIT_SYSTEM_EVENT:
-            *exit = (struct plat_exit){
-                .reason = run->system_event.type == KVM_SYSTEM_EVENT_RESET ? PLAT_EXIT_SYSTEM_RESET
-                                                                           : PLAT_EXIT_SYSTEM_OFF,
-                .code = run->system_event.type,
-            };
+            *exit = (struct plat_exit){.reason = system_event_reason(run->system_event.type),
+                                       .code = run->system_event.type};
             return 0;
         case KVM_EXIT_INTERNAL_ERROR:
             *exit =

@@ -172,7 +172,7 @@ bool console_write(struct console *c, uint8_t byte)
 {
     bool taken = true, wake = false;
     pthread_mutex_lock(&c->out_lock);
-    if (c->out_fd < 0 || c->out_failed) {
+    if (c->out_fd < 0 || c->out_failed || (c->out_lossy && c->out_len == CONSOLE_OUT_BUF_SIZE)) {
         c->out_dropped++;
     } else if (c->out_len == 0 && !c->out_blocked) {
         /* The common case: nothing queued, so the byte may go straight out. */
@@ -188,8 +188,6 @@ bool console_write(struct console *c, uint8_t byte)
     } else if (c->out_len < CONSOLE_OUT_BUF_SIZE) {
         c->out_buf[(c->out_head + c->out_len) % CONSOLE_OUT_BUF_SIZE] = byte;
         c->out_len++;
-    } else if (c->out_lossy) {
-        c->out_dropped++;
     } else {
         if (!c->out_blocked)
             log_guest(LOG_INFO,

@@ -125,6 +125,55 @@ int plat_doorbell_remove(struct plat_vm *vm, enum plat_space space, uint64_t add
 int plat_irq_notification_add(struct plat_vm *vm, uint32_t gsi, int notify_fd);
 
 /**
+ * Undo plat_irq_notification_add(): signals of the notification no longer raise the
+ * interrupt (e.g. while the MSI-X vector behind it is masked, when the VMM watches the
+ * notification itself and records a pending bit instead).
+ * @param vm the VM.
+ * @param gsi as given to plat_irq_notification_add().
+ * @param notify_fd as given to plat_irq_notification_add().
+ * @return 0 or a negative errno.
+ */
+int plat_irq_notification_remove(struct plat_vm *vm, uint32_t gsi, int notify_fd);
+
+/**
+ * Allocate an interrupt line that raises the MSI (@p addr, @p data) when signalled, so
+ * that plat_irq_notification_add() can bind a notification to an MSI. The line numbers
+ * never collide with the interrupt-controller lines of plat_irq_set(). Thread-safe.
+ * (KVM: a GSI routed by KVM_SET_GSI_ROUTING. seL4: the VMM's own table of line ->
+ * message, consulted by its interrupt-controller model when the bound notification
+ * fires.)
+ * @param vm the VM.
+ * @param addr MSI address as programmed by the guest.
+ * @param data MSI data as programmed by the guest.
+ * @param gsi receives the line.
+ * @return 0; -ENOSPC when every MSI line is in use; another negative errno from the
+ *         hypervisor.
+ */
+int plat_msi_route_add(struct plat_vm *vm, uint64_t addr, uint32_t data, uint32_t *gsi);
+
+/**
+ * Change the message an MSI line raises (the guest reprogrammed the vector); bindings
+ * made with plat_irq_notification_add() stay. Thread-safe.
+ * @param vm the VM.
+ * @param gsi a line from plat_msi_route_add().
+ * @param addr new MSI address.
+ * @param data new MSI data.
+ * @return 0; -ENOENT when @p gsi is not an allocated MSI line; another negative errno
+ *         from the hypervisor (the previous message then stays in force).
+ */
+int plat_msi_route_update(struct plat_vm *vm, uint32_t gsi, uint64_t addr, uint32_t data);
+
+/**
+ * Free an MSI line. Remove the notifications bound to it first: a signal on a line
+ * without a route raises nothing. Thread-safe.
+ * @param vm the VM.
+ * @param gsi a line from plat_msi_route_add().
+ * @return 0; -ENOENT when @p gsi is not an allocated MSI line; another negative errno
+ *         from the hypervisor (the line then stays allocated).
+ */
+int plat_msi_route_remove(struct plat_vm *vm, uint32_t gsi);
+
+/**
  * Create a vCPU. vCPU 0 is the bootstrap processor; the others wait for INIT/SIPI.
  * @param vm the VM.
  * @param index 0-based index; also the APIC ID.

@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /** Signal used to interrupt KVM_RUN in a vCPU thread (plat_vcpu_kick()). */
 #define KVM_KICK_SIGNAL (SIGRTMIN + 1)
@@ -30,11 +31,32 @@ struct kvm_platform {
 /** The one instance of struct kvm_platform. */
 extern struct kvm_platform kvm_platform;
 
+/** First GSI handed out for MSI routes: 0-23 are the IOAPIC's pins (and 0-15 the PICs'). */
+#define KVM_MSI_GSI_BASE 24u
+
+/** Most MSI routes per VM (KVM itself may allow fewer; see KVM_CAP_IRQ_ROUTING). */
+#define KVM_MSI_ROUTES_MAX 1024u
+
+/** One MSI route of a VM: the message a GSI raises. */
+struct kvm_msi_route {
+    bool used;     /**< The GSI is allocated. */
+    uint64_t addr; /**< MSI address. */
+    uint32_t data; /**< MSI data. */
+};
+
 /** A KVM VM. */
 struct plat_vm {
     int fd;                                         /**< The VM file descriptor. */
     unsigned nr_vcpus;                              /**< vCPUs announced at creation. */
     struct plat_vcpu *vcpus[KVM_MAX_VCPUS_TRACKED]; /**< Created vCPUs, by index. */
+    /**
+     * Guards the routing state below. KVM_SET_GSI_ROUTING replaces the whole table, so
+     * every change rebuilds it from this copy, one change at a time.
+     */
+    pthread_mutex_t routes_lock;
+    struct kvm_msi_route *msi_routes; /**< By GSI - KVM_MSI_GSI_BASE; NULL until first used. */
+    unsigned nr_msi_routes;           /**< Entries in msi_routes. */
+    struct kvm_irq_routing *routing;  /**< Buffer for KVM_SET_GSI_ROUTING, sized for all. */
 };
 
 /** A KVM vCPU. */

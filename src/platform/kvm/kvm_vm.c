@@ -129,10 +129,16 @@ int plat_vm_create(const struct plat_vm_params *params, struct plat_vm **out)
     if (vm == NULL)
         return -ENOMEM;
     vm->nr_vcpus = params->nr_vcpus;
+    int lr = pthread_mutex_init(&vm->routes_lock, NULL);
+    if (lr != 0) {
+        free(vm);
+        return -lr;
+    }
     vm->fd = ioctl(kvm_platform.sys_fd, KVM_CREATE_VM, 0);
     if (vm->fd < 0) {
         int err = errno;
         log_error("KVM_CREATE_VM: %s", strerror(err));
+        pthread_mutex_destroy(&vm->routes_lock);
         free(vm);
         return -err;
     }
@@ -162,6 +168,7 @@ fail:;
     int err = errno;
     log_error("creating the KVM VM failed: %s", strerror(err));
     close(vm->fd);
+    pthread_mutex_destroy(&vm->routes_lock);
     free(vm);
     return -err;
 }
@@ -175,6 +182,9 @@ void plat_vm_destroy(struct plat_vm *vm)
             kvm_vcpu_free(vm->vcpus[i]);
     }
     close(vm->fd);
+    pthread_mutex_destroy(&vm->routes_lock);
+    free(vm->msi_routes);
+    free(vm->routing);
     free(vm);
 }
 
@@ -249,4 +259,171 @@ int plat_irq_notification_add(struct plat_vm *vm, uint32_t gsi, int notify_fd)
     if (ioctl(vm->fd, KVM_IRQFD, &irqfd) < 0)
         return -errno;
     return 0;
+}
+
+int plat_irq_notification_remove(struct plat_vm *vm, uint32_t gsi, int notify_fd)
+{
+    struct kvm_irqfd irqfd = {
+        .fd = (uint32_t)notify_fd, .gsi = gsi, .flags = KVM_IRQFD_FLAG_DEASSIGN};
+    if (ioctl(vm->fd, KVM_IRQFD, &irqfd) < 0)
+        return -errno;
+    return 0;
+}
+
+/*
+ * MSI routes.
+ *
+ * KVM_SET_GSI_ROUTING replaces the VM's whole routing table, and the table that
+ * KVM_CREATE_IRQCHIP installed (GSI n -> IOAPIC pin n for 0-23, and -> pin n % 8 of the
+ * master (n < 8) or slave PIC for 0-15) would vanish with the first MSI route, silently
+ * disconnecting plat_irq_set() and the PIT. So the table is kept here: those default
+ * entries, then one MSI entry per allocated GSI from KVM_MSI_GSI_BASE up, rebuilt and set
+ * whole on every change under routes_lock. A failed ioctl leaves KVM's previous table in
+ * force, and the copy is rolled back to match it.
+ *
+ * seL4 has no in-kernel routing: the VMM's own interrupt-controller model would keep this
+ * same GSI -> (address, data) table, and a notification bound with
+ * plat_irq_notification_add() would wake a VMM thread that looks the GSI up and injects
+ * the message through its LAPIC model; removing a binding unbinds the notification.
+ */
+
+/* Irqchip entries KVM_CREATE_IRQCHIP sets up on x86: 24 IOAPIC pins plus 16 PIC pins. */
+#define KVM_DEFAULT_ROUTES 40u
+
+static unsigned put_default_routes(struct kvm_irq_routing_entry *e)
+{
+    unsigned n = 0;
+    for (uint32_t gsi = 0; gsi < KVM_MSI_GSI_BASE; gsi++) {
+        e[n++] = (struct kvm_irq_routing_entry){
+            .gsi = gsi,
+            .type = KVM_IRQ_ROUTING_IRQCHIP,
+            .u.irqchip = {.irqchip = KVM_IRQCHIP_IOAPIC, .pin = gsi},
+        };
+        if (gsi < 16) {
+            e[n++] = (struct kvm_irq_routing_entry){
+                .gsi = gsi,
+                .type = KVM_IRQ_ROUTING_IRQCHIP,
+                .u.irqchip = {.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE,
+                              .pin = gsi % 8},
+            };
+        }
+    }
+    return n;
+}
+
+/* Allocate the copy of the table on first use, sized by what this KVM allows. */
+static int routes_init_locked(struct plat_vm *vm)
+{
+    if (vm->msi_routes != NULL)
+        return 0;
+    /* KVM_CAP_IRQ_ROUTING reports the number of GSIs (and of entries) a table may have. */
+    int max = ioctl(kvm_platform.sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_IRQ_ROUTING);
+    if (max <= (int)KVM_DEFAULT_ROUTES)
+        return -ENOTSUP;
+    unsigned n = (unsigned)max - KVM_DEFAULT_ROUTES;
+    if (n > KVM_MSI_ROUTES_MAX)
+        n = KVM_MSI_ROUTES_MAX;
+    struct kvm_msi_route *routes = calloc(n, sizeof(*routes));
+    struct kvm_irq_routing *routing =
+        calloc(1, sizeof(*routing) + (KVM_DEFAULT_ROUTES + n) * sizeof(routing->entries[0]));
+    if (routes == NULL || routing == NULL) {
+        free(routes);
+        free(routing);
+        return -ENOMEM;
+    }
+    vm->msi_routes = routes;
+    vm->nr_msi_routes = n;
+    vm->routing = routing;
+    return 0;
+}
+
+static int routes_commit_locked(struct plat_vm *vm)
+{
+    struct kvm_irq_routing *r = vm->routing;
+    unsigned n = put_default_routes(r->entries);
+    for (unsigned i = 0; i < vm->nr_msi_routes; i++) {
+        const struct kvm_msi_route *m = &vm->msi_routes[i];
+        if (!m->used)
+            continue;
+        r->entries[n++] = (struct kvm_irq_routing_entry){
+            .gsi = KVM_MSI_GSI_BASE + i,
+            .type = KVM_IRQ_ROUTING_MSI,
+            .u.msi = {.address_lo = (uint32_t)m->addr,
+                      .address_hi = (uint32_t)(m->addr >> 32),
+                      .data = m->data},
+        };
+    }
+    r->nr = n;
+    r->flags = 0;
+    if (ioctl(vm->fd, KVM_SET_GSI_ROUTING, r) < 0) {
+        int err = errno;
+        log_warn("KVM_SET_GSI_ROUTING (%u entries): %s", n, strerror(err));
+        return -err;
+    }
+    return 0;
+}
+
+/* The table slot of an allocated MSI GSI, or NULL. */
+static struct kvm_msi_route *msi_route_locked(struct plat_vm *vm, uint32_t gsi)
+{
+    if (vm->msi_routes == NULL || gsi < KVM_MSI_GSI_BASE ||
+        gsi - KVM_MSI_GSI_BASE >= vm->nr_msi_routes)
+        return NULL;
+    struct kvm_msi_route *m = &vm->msi_routes[gsi - KVM_MSI_GSI_BASE];
+    return m->used ? m : NULL;
+}
+
+int plat_msi_route_add(struct plat_vm *vm, uint64_t addr, uint32_t data, uint32_t *gsi)
+{
+    pthread_mutex_lock(&vm->routes_lock);
+    int r = routes_init_locked(vm);
+    if (r == 0) {
+        r = -ENOSPC;
+        for (unsigned i = 0; i < vm->nr_msi_routes; i++) {
+            struct kvm_msi_route *m = &vm->msi_routes[i];
+            if (m->used)
+                continue;
+            *m = (struct kvm_msi_route){.used = true, .addr = addr, .data = data};
+            r = routes_commit_locked(vm);
+            if (r < 0)
+                m->used = false;
+            else
+                *gsi = KVM_MSI_GSI_BASE + i;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&vm->routes_lock);
+    return r;
+}
+
+int plat_msi_route_update(struct plat_vm *vm, uint32_t gsi, uint64_t addr, uint32_t data)
+{
+    int r = -ENOENT;
+    pthread_mutex_lock(&vm->routes_lock);
+    struct kvm_msi_route *m = msi_route_locked(vm, gsi);
+    if (m != NULL) {
+        struct kvm_msi_route old = *m;
+        m->addr = addr;
+        m->data = data;
+        r = routes_commit_locked(vm);
+        if (r < 0)
+            *m = old;
+    }
+    pthread_mutex_unlock(&vm->routes_lock);
+    return r;
+}
+
+int plat_msi_route_remove(struct plat_vm *vm, uint32_t gsi)
+{
+    int r = -ENOENT;
+    pthread_mutex_lock(&vm->routes_lock);
+    struct kvm_msi_route *m = msi_route_locked(vm, gsi);
+    if (m != NULL) {
+        m->used = false;
+        r = routes_commit_locked(vm);
+        if (r < 0)
+            m->used = true;
+    }
+    pthread_mutex_unlock(&vm->routes_lock);
+    return r;
 }

@@ -11,7 +11,7 @@ int bus_init(struct bus *bus, const char *name)
 {
     memset(bus, 0, sizeof(*bus));
     bus->name = name;
-    return -pthread_rwlock_init(&bus->lock, NULL);
+    return os_rwlock_init(&bus->lock);
 }
 
 void bus_destroy(struct bus *bus)
@@ -19,7 +19,7 @@ void bus_destroy(struct bus *bus)
     free(bus->ranges);
     bus->ranges = NULL;
     bus->nr_ranges = bus->cap = 0;
-    pthread_rwlock_destroy(&bus->lock);
+    os_rwlock_destroy(&bus->lock);
 }
 
 int bus_register(struct bus *bus, uint64_t base, uint64_t len, const struct bus_ops *ops,
@@ -30,7 +30,7 @@ int bus_register(struct bus *bus, uint64_t base, uint64_t len, const struct bus_
         return -EINVAL;
 
     int ret = 0;
-    pthread_rwlock_wrlock(&bus->lock);
+    os_rwlock_wrlock(&bus->lock);
     size_t pos = 0;
     while (pos < bus->nr_ranges && bus->ranges[pos].base < base)
         pos++;
@@ -59,14 +59,14 @@ int bus_register(struct bus *bus, uint64_t base, uint64_t len, const struct bus_
             .base = base, .len = len, .ops = ops, .opaque = opaque, .name = name};
         bus->nr_ranges++;
     }
-    pthread_rwlock_unlock(&bus->lock);
+    os_rwlock_unlock(&bus->lock);
     return ret;
 }
 
 int bus_unregister(struct bus *bus, uint64_t base, void *opaque)
 {
     int ret = -ENOENT;
-    pthread_rwlock_wrlock(&bus->lock);
+    os_rwlock_wrlock(&bus->lock);
     for (size_t i = 0; i < bus->nr_ranges; i++) {
         if (bus->ranges[i].base == base && bus->ranges[i].opaque == opaque) {
             memmove(&bus->ranges[i], &bus->ranges[i + 1],
@@ -76,7 +76,7 @@ int bus_unregister(struct bus *bus, uint64_t base, void *opaque)
             break;
         }
     }
-    pthread_rwlock_unlock(&bus->lock);
+    os_rwlock_unlock(&bus->lock);
     return ret;
 }
 
@@ -106,11 +106,11 @@ static bool valid_size(unsigned size)
 int bus_read(struct bus *bus, uint64_t addr, unsigned size, uint64_t *value)
 {
     *value = size >= 8 ? ~0ULL : (1ULL << (size * 8)) - 1;
-    pthread_rwlock_rdlock(&bus->lock);
+    os_rwlock_rdlock(&bus->lock);
     const struct bus_range *r = valid_size(size) ? find_range(bus, addr, size) : NULL;
     if (r != NULL)
         *value = r->ops->read(r->opaque, addr - r->base, size);
-    pthread_rwlock_unlock(&bus->lock);
+    os_rwlock_unlock(&bus->lock);
     if (r == NULL) {
         __atomic_add_fetch(&bus->unhandled, 1, __ATOMIC_RELAXED);
         return -ENOENT;
@@ -120,11 +120,11 @@ int bus_read(struct bus *bus, uint64_t addr, unsigned size, uint64_t *value)
 
 int bus_write(struct bus *bus, uint64_t addr, unsigned size, uint64_t value)
 {
-    pthread_rwlock_rdlock(&bus->lock);
+    os_rwlock_rdlock(&bus->lock);
     const struct bus_range *r = valid_size(size) ? find_range(bus, addr, size) : NULL;
     if (r != NULL)
         r->ops->write(r->opaque, addr - r->base, size, value);
-    pthread_rwlock_unlock(&bus->lock);
+    os_rwlock_unlock(&bus->lock);
     if (r == NULL) {
         __atomic_add_fetch(&bus->unhandled, 1, __ATOMIC_RELAXED);
         return -ENOENT;

@@ -17,7 +17,7 @@
 #ifndef BULKHEAD_CORE_BUS_H
 #define BULKHEAD_CORE_BUS_H
 
-#include <pthread.h>
+#include "core/lock.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -57,7 +57,7 @@ struct bus {
     struct bus_range *ranges; /**< Sorted by base. */
     size_t nr_ranges;         /**< Valid entries in ranges. */
     size_t cap;               /**< Allocated entries. */
-    pthread_rwlock_t lock;    /**< Guards the table. */
+    os_rwlock lock;           /**< Guards the table. */
     uint64_t unhandled;       /**< Count of accesses that hit no range (statistic). */
 };
 

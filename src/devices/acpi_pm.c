@@ -68,7 +68,7 @@ static void update_sci(struct acpi_pm *pm)
 int acpi_pm_init(struct acpi_pm *pm, const struct acpi_pm_config *cfg)
 {
     memset(pm, 0, sizeof(*pm));
-    int ret = pthread_mutex_init(&pm->lock, NULL);
+    int ret = -os_mutex_init(&pm->lock);
     if (ret != 0)
         return -ret;
     pm->cfg = *cfg;
@@ -82,34 +82,34 @@ int acpi_pm_init(struct acpi_pm *pm, const struct acpi_pm_config *cfg)
 
 void acpi_pm_destroy(struct acpi_pm *pm)
 {
-    pthread_mutex_destroy(&pm->lock);
+    os_mutex_destroy(&pm->lock);
 }
 
 void acpi_pm_reset(struct acpi_pm *pm)
 {
-    pthread_mutex_lock(&pm->lock);
+    os_mutex_lock(&pm->lock);
     (void)sample_timer(pm);
     pm->sts = 0;
     pm->en = 0;
     pm->cnt = 0;
     update_sci(pm);
-    pthread_mutex_unlock(&pm->lock);
+    os_mutex_unlock(&pm->lock);
 }
 
 void acpi_pm_press_power_button(struct acpi_pm *pm)
 {
-    pthread_mutex_lock(&pm->lock);
+    os_mutex_lock(&pm->lock);
     pm->sts |= ACPI_PM1_PWRBTN;
     update_sci(pm);
-    pthread_mutex_unlock(&pm->lock);
+    os_mutex_unlock(&pm->lock);
 }
 
 void acpi_pm_wake(struct acpi_pm *pm)
 {
-    pthread_mutex_lock(&pm->lock);
+    os_mutex_lock(&pm->lock);
     pm->sts |= ACPI_PM1_WAK_STS;
     update_sci(pm);
-    pthread_mutex_unlock(&pm->lock);
+    os_mutex_unlock(&pm->lock);
 }
 
 /* Locate a byte or word access inside one of the 16-bit registers. On success *reg is the
@@ -149,7 +149,7 @@ static uint64_t pm_read(void *opaque, uint64_t offset, unsigned size)
     uint16_t lanes;
     uint64_t v = all_ones(size);
 
-    pthread_mutex_lock(&pm->lock);
+    os_mutex_lock(&pm->lock);
     uint32_t ticks = sample_timer(pm);
     if (decode16(offset, size, &reg, &shift, &lanes)) {
         uint16_t r = 0;
@@ -168,7 +168,7 @@ static uint64_t pm_read(void *opaque, uint64_t offset, unsigned size)
         log_guest(LOG_DEBUG, "acpi_pm: unsupported %u-byte read at +%llu", size,
                   (unsigned long long)offset);
     }
-    pthread_mutex_unlock(&pm->lock);
+    os_mutex_unlock(&pm->lock);
     return v;
 }
 
@@ -182,7 +182,7 @@ static void pm_write(void *opaque, uint64_t offset, unsigned size, uint64_t valu
     bool do_reset = false;
     unsigned slp_typ = 0;
 
-    pthread_mutex_lock(&pm->lock);
+    os_mutex_lock(&pm->lock);
     (void)sample_timer(pm);
     if (decode16(offset, size, &reg, &shift, &lanes)) {
         uint16_t v = (uint16_t)((value << shift) & lanes);
@@ -208,7 +208,7 @@ static void pm_write(void *opaque, uint64_t offset, unsigned size, uint64_t valu
         log_guest(LOG_DEBUG, "acpi_pm: unsupported %u-byte write at +%llu ignored", size,
                   (unsigned long long)offset);
     }
-    pthread_mutex_unlock(&pm->lock);
+    os_mutex_unlock(&pm->lock);
 
     /* cfg is constant after init: reading the callbacks without the lock is safe. */
     if (do_sleep) {

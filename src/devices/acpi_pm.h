@@ -37,7 +37,7 @@
 #include "core/bus.h"
 #include "core/irq.h"
 
-#include <pthread.h>
+#include "core/lock.h"
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -115,7 +115,7 @@ struct acpi_pm_config {
 
 /** State of the block. Embed it in the machine; the members are private to acpi_pm.c. */
 struct acpi_pm {
-    pthread_mutex_t lock;      /**< Guards the registers below. */
+    os_mutex lock;             /**< Guards the registers below. */
     struct acpi_pm_config cfg; /**< Callbacks, copied at init (clock_ns never NULL). */
     uint64_t clock_base;       /**< Clock reading at init: the timer counts from there. */
     uint64_t last_ticks;       /**< Timer ticks at the previous access, for TMR_STS. */

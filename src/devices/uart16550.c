@@ -231,7 +231,7 @@ int uart16550_init(struct uart16550 *u, const struct irq_line *irq,
                    bool (*tx)(void *ctx, uint8_t byte), void *tx_ctx)
 {
     memset(u, 0, sizeof(*u));
-    int ret = pthread_mutex_init(&u->lock, NULL);
+    int ret = -os_mutex_init(&u->lock);
     if (ret != 0)
         return -ret;
     u->irq = *irq;
@@ -245,43 +245,43 @@ int uart16550_init(struct uart16550 *u, const struct irq_line *irq,
 
 void uart16550_destroy(struct uart16550 *u)
 {
-    pthread_mutex_destroy(&u->lock);
+    os_mutex_destroy(&u->lock);
 }
 
 void uart16550_reset(struct uart16550 *u)
 {
     struct deferred d = {0};
-    pthread_mutex_lock(&u->lock);
+    os_mutex_lock(&u->lock);
     reset_regs(u);
     d.rx_ready = rx_room_check(u);
     update_irq(u);
     void (*cb)(void *) = u->rx_ready;
     void *cb_ctx = u->rx_ready_ctx;
-    pthread_mutex_unlock(&u->lock);
+    os_mutex_unlock(&u->lock);
     run_deferred(&d, cb, cb_ctx);
 }
 
 void uart16550_set_rx_ready_cb(struct uart16550 *u, void (*cb)(void *ctx), void *ctx)
 {
-    pthread_mutex_lock(&u->lock);
+    os_mutex_lock(&u->lock);
     u->rx_ready = cb;
     u->rx_ready_ctx = ctx;
-    pthread_mutex_unlock(&u->lock);
+    os_mutex_unlock(&u->lock);
 }
 
 void uart16550_tx_ready(struct uart16550 *u)
 {
-    pthread_mutex_lock(&u->lock);
+    os_mutex_lock(&u->lock);
     tx_drain(u);
     update_irq(u);
-    pthread_mutex_unlock(&u->lock);
+    os_mutex_unlock(&u->lock);
 }
 
 size_t uart16550_receive(struct uart16550 *u, const uint8_t *buf, size_t len)
 {
     if (len == 0)
         return 0;
-    pthread_mutex_lock(&u->lock);
+    os_mutex_lock(&u->lock);
     size_t n = 0;
     if (!loopback(u)) {
         size_t room = rx_capacity(u) - u->rx_count;
@@ -294,7 +294,7 @@ size_t uart16550_receive(struct uart16550 *u, const uint8_t *buf, size_t len)
     if (n < len)
         u->rx_blocked = true;
     update_irq(u);
-    pthread_mutex_unlock(&u->lock);
+    os_mutex_unlock(&u->lock);
     return n;
 }
 
@@ -434,12 +434,12 @@ static uint64_t uart_read(void *opaque, uint64_t offset, unsigned size)
         return size >= 8 ? UINT64_MAX : (UINT64_C(1) << (size * 8)) - 1;
     }
     struct deferred d = {0};
-    pthread_mutex_lock(&u->lock);
+    os_mutex_lock(&u->lock);
     uint8_t v = reg_read(u, (unsigned)offset, &d);
     update_irq(u);
     void (*cb)(void *) = u->rx_ready;
     void *cb_ctx = u->rx_ready_ctx;
-    pthread_mutex_unlock(&u->lock);
+    os_mutex_unlock(&u->lock);
     run_deferred(&d, cb, cb_ctx);
     return v;
 }
@@ -453,12 +453,12 @@ static void uart_write(void *opaque, uint64_t offset, unsigned size, uint64_t va
         return;
     }
     struct deferred d = {0};
-    pthread_mutex_lock(&u->lock);
+    os_mutex_lock(&u->lock);
     reg_write(u, (unsigned)offset, (uint8_t)value, &d);
     update_irq(u);
     void (*cb)(void *) = u->rx_ready;
     void *cb_ctx = u->rx_ready_ctx;
-    pthread_mutex_unlock(&u->lock);
+    os_mutex_unlock(&u->lock);
     run_deferred(&d, cb, cb_ctx);
 }
 

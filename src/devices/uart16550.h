@@ -34,7 +34,7 @@
 #include "core/bus.h"
 #include "core/irq.h"
 
-#include <pthread.h>
+#include "core/lock.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -50,8 +50,8 @@
  * are private to uart16550.c and guarded by @c lock.
  */
 struct uart16550 {
-    pthread_mutex_t lock; /**< Guards every other member except the constant callbacks. */
-    struct irq_line irq;  /**< Interrupt output, a copy of the line given at init. */
+    os_mutex lock;       /**< Guards every other member except the constant callbacks. */
+    struct irq_line irq; /**< Interrupt output, a copy of the line given at init. */
     /** Host output; called for each byte the guest transmits (outside loopback). Returns
      * false when the host has no room: the byte stays in the transmit FIFO until
      * uart16550_tx_ready(). */

@@ -20,16 +20,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The one place the transport's lock is taken: if portable code stops using pthreads, only
- * these two (and the init/destroy pair) change. */
+/* The one place the transport's lock is taken, so a lock-free design later changes only
+ * these two (and the init/destroy pair). */
 static void vp_lock(struct virtio_pci *vp)
 {
-    pthread_mutex_lock(&vp->lock);
+    os_mutex_lock(&vp->lock);
 }
 
 static void vp_unlock(struct virtio_pci *vp)
 {
-    pthread_mutex_unlock(&vp->lock);
+    os_mutex_unlock(&vp->lock);
 }
 
 /* Status bits the driver owns; DEVICE_NEEDS_RESET belongs to the device and the two
@@ -911,7 +911,7 @@ int virtio_pci_init(struct virtio_pci *vp, const struct virtio_pci_config *cfg)
         free_arrays(vp);
         return r;
     }
-    r = -pthread_mutex_init(&vp->lock, NULL);
+    r = os_mutex_init(&vp->lock);
     if (r < 0) {
         pci_device_destroy(&vp->pci);
         free_arrays(vp);
@@ -929,7 +929,7 @@ int virtio_pci_init(struct virtio_pci *vp, const struct virtio_pci_config *cfg)
 
 void virtio_pci_destroy(struct virtio_pci *vp)
 {
-    pthread_mutex_destroy(&vp->lock);
+    os_mutex_destroy(&vp->lock);
     pci_device_destroy(&vp->pci);
     free_arrays(vp);
 }

@@ -71,7 +71,7 @@
 #include "virtio/virtio_pci_regs.h"
 #include "virtio/virtqueue.h"
 
-#include <pthread.h>
+#include "core/lock.h"
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -264,7 +264,7 @@ struct virtio_pci {
     uint32_t config_size;                      /**< Its size. */
     bool bar_mapped;                           /**< BAR 0 decodes (doorbells reported mapped). */
     uint64_t bar_addr;                         /**< Where BAR 0 decodes, when @c bar_mapped. */
-    pthread_mutex_t lock;                      /**< Guards everything above but @c pci. */
+    os_mutex lock;                             /**< Guards everything above but @c pci. */
 };
 
 /**

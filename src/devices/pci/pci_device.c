@@ -78,12 +78,12 @@ int pci_device_init(struct pci_device *dev, const struct pci_device_info *info)
     /* Interrupt line is scratch storage for the OS. */
     dev->wmask[PCI_CFG_INT_LINE] = 0xff;
 
-    return -pthread_mutex_init(&dev->lock, NULL);
+    return os_mutex_init(&dev->lock);
 }
 
 void pci_device_destroy(struct pci_device *dev)
 {
-    pthread_mutex_destroy(&dev->lock);
+    os_mutex_destroy(&dev->lock);
 }
 
 static bool pow2(uint64_t v)
@@ -115,7 +115,7 @@ int pci_device_set_bar(struct pci_device *dev, unsigned index, enum pci_bar_type
     }
 
     int ret = 0;
-    pthread_mutex_lock(&dev->lock);
+    os_mutex_lock(&dev->lock);
     if (dev->slot >= 0 || dev->bars[index].type != PCI_BAR_UNUSED ||
         (type == PCI_BAR_MEM64 && dev->bars[index + 1].type != PCI_BAR_UNUSED)) {
         ret = -EBUSY;
@@ -146,7 +146,7 @@ int pci_device_set_bar(struct pci_device *dev, unsigned index, enum pci_bar_type
         dev->bars[index + 1] = (struct pci_bar){.type = PCI_BAR_MEM64_HIGH};
     }
 out:
-    pthread_mutex_unlock(&dev->lock);
+    os_mutex_unlock(&dev->lock);
     return ret;
 }
 
@@ -156,7 +156,7 @@ int pci_device_add_capability(struct pci_device *dev, uint8_t id, unsigned len)
         return -EINVAL;
 
     int ret;
-    pthread_mutex_lock(&dev->lock);
+    os_mutex_lock(&dev->lock);
     /* The low two bits of every capability pointer are reserved: dword-align. */
     unsigned off = (dev->cap_end + 3u) & ~3u;
     if (dev->slot >= 0) {
@@ -181,7 +181,7 @@ int pci_device_add_capability(struct pci_device *dev, uint8_t id, unsigned len)
         dev->cap_end = off + len;
         ret = (int)off;
     }
-    pthread_mutex_unlock(&dev->lock);
+    os_mutex_unlock(&dev->lock);
     return ret;
 }
 
@@ -196,9 +196,9 @@ uint32_t pci_device_get(struct pci_device *dev, unsigned offset, unsigned size)
 {
     if (!cfg_access_ok(offset, size))
         return all_ones(size > 4 ? 4 : size);
-    pthread_mutex_lock(&dev->lock);
+    os_mutex_lock(&dev->lock);
     uint32_t v = get_bytes(dev->cfg, offset, size);
-    pthread_mutex_unlock(&dev->lock);
+    os_mutex_unlock(&dev->lock);
     return v;
 }
 
@@ -211,29 +211,29 @@ void pci_device_set(struct pci_device *dev, unsigned offset, unsigned size, uint
 {
     if (!cfg_access_ok(offset, size))
         return;
-    pthread_mutex_lock(&dev->lock);
+    os_mutex_lock(&dev->lock);
     put_bytes(dev->cfg, offset, size, value);
     if (overlaps(offset, size, PCI_CFG_COMMAND, 4))
         update_intx_locked(dev);
-    pthread_mutex_unlock(&dev->lock);
+    os_mutex_unlock(&dev->lock);
 }
 
 void pci_device_set_wmask(struct pci_device *dev, unsigned offset, unsigned size, uint32_t mask)
 {
     if (!cfg_access_ok(offset, size))
         return;
-    pthread_mutex_lock(&dev->lock);
+    os_mutex_lock(&dev->lock);
     put_bytes(dev->wmask, offset, size, mask);
-    pthread_mutex_unlock(&dev->lock);
+    os_mutex_unlock(&dev->lock);
 }
 
 void pci_device_set_w1c(struct pci_device *dev, unsigned offset, unsigned size, uint32_t mask)
 {
     if (!cfg_access_ok(offset, size))
         return;
-    pthread_mutex_lock(&dev->lock);
+    os_mutex_lock(&dev->lock);
     put_bytes(dev->w1c, offset, size, mask);
-    pthread_mutex_unlock(&dev->lock);
+    os_mutex_unlock(&dev->lock);
 }
 
 /* Sub-range of bytes [offset, offset + size) selected by [start, end), as a value. */
@@ -251,9 +251,9 @@ uint32_t pci_device_config_read(struct pci_device *dev, unsigned offset, unsigne
         return all_ones(size > 4 ? 4 : size);
 
     uint8_t bytes[4];
-    pthread_mutex_lock(&dev->lock);
+    os_mutex_lock(&dev->lock);
     memcpy(bytes, &dev->cfg[offset], size);
-    pthread_mutex_unlock(&dev->lock);
+    os_mutex_unlock(&dev->lock);
 
     if (dev->hooks != NULL && dev->hooks->cap_read != NULL) {
         for (unsigned c = 0; c < dev->nr_caps; c++) {
@@ -277,7 +277,7 @@ void pci_device_config_write(struct pci_device *dev, unsigned offset, unsigned s
         return;
 
     uint8_t old[4], now[4];
-    pthread_mutex_lock(&dev->lock);
+    os_mutex_lock(&dev->lock);
     for (unsigned i = 0; i < size; i++) {
         unsigned o = offset + i;
         uint8_t b = (uint8_t)(value >> (8 * i));
@@ -289,7 +289,7 @@ void pci_device_config_write(struct pci_device *dev, unsigned offset, unsigned s
     }
     if (overlaps(offset, size, PCI_CFG_COMMAND, 4))
         update_intx_locked(dev);
-    pthread_mutex_unlock(&dev->lock);
+    os_mutex_unlock(&dev->lock);
 
     if (dev->hooks == NULL || dev->hooks->cap_write == NULL)
         return;
@@ -311,7 +311,7 @@ int pci_device_bar_address(struct pci_device *dev, unsigned index, uint64_t *add
         return -EINVAL;
     int ret = 0;
     unsigned reg = PCI_CFG_BAR0 + 4 * index;
-    pthread_mutex_lock(&dev->lock);
+    os_mutex_lock(&dev->lock);
     uint32_t low = get_bytes(dev->cfg, reg, 4);
     switch (dev->bars[index].type) {
     case PCI_BAR_IO:
@@ -328,7 +328,7 @@ int pci_device_bar_address(struct pci_device *dev, unsigned index, uint64_t *add
         ret = -EINVAL;
         break;
     }
-    pthread_mutex_unlock(&dev->lock);
+    os_mutex_unlock(&dev->lock);
     return ret;
 }
 
@@ -344,20 +344,20 @@ int pci_device_set_bar_address(struct pci_device *dev, unsigned index, uint64_t 
 
     unsigned reg = PCI_CFG_BAR0 + 4 * index;
     uint32_t flag_mask = bar->type == PCI_BAR_IO ? PCI_BAR_IO_FLAGS : PCI_BAR_MEM_FLAGS;
-    pthread_mutex_lock(&dev->lock);
+    os_mutex_lock(&dev->lock);
     uint32_t flags = get_bytes(dev->cfg, reg, 4) & flag_mask;
     put_bytes(dev->cfg, reg, 4, (uint32_t)addr | flags);
     if (bar->type == PCI_BAR_MEM64)
         put_bytes(dev->cfg, reg + 4, 4, (uint32_t)(addr >> 32));
-    pthread_mutex_unlock(&dev->lock);
+    os_mutex_unlock(&dev->lock);
     log_guest(LOG_DEBUG, "pci %s: BAR%u at %#llx", dev->name, index, (unsigned long long)addr);
     return 0;
 }
 
 void pci_device_set_intx(struct pci_device *dev, bool level)
 {
-    pthread_mutex_lock(&dev->lock);
+    os_mutex_lock(&dev->lock);
     dev->intx_level = level;
     update_intx_locked(dev);
-    pthread_mutex_unlock(&dev->lock);
+    os_mutex_unlock(&dev->lock);
 }

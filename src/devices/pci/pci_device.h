@@ -30,7 +30,7 @@
 #include "core/bus.h"
 #include "core/irq.h"
 
-#include <pthread.h>
+#include "core/lock.h"
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -227,7 +227,7 @@ struct pci_device {
     bool intx_out;                        /**< Level currently driven on @c intx. */
     int slot;                             /**< Slot on the bus, -1 until added to a host. */
     const char *name;                     /**< For logs. */
-    pthread_mutex_t lock;                 /**< Guards cfg, the masks and the INTx state. */
+    os_mutex lock;                        /**< Guards cfg, the masks and the INTx state. */
 };
 
 /**

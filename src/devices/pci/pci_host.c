@@ -118,7 +118,7 @@ static uint64_t ecam_read(void *opaque, uint64_t offset, unsigned size)
 {
     struct pci_host *h = opaque;
     uint64_t v = 0;
-    pthread_mutex_lock(&h->lock);
+    os_mutex_lock(&h->lock);
     for (unsigned done = 0; done < size && done < 8;) {
         uint64_t o = offset + done; /* offset + size <= ECAM length: cannot wrap */
         unsigned reg = (unsigned)(o & (PCI_CFG_SPACE_SIZE - 1));
@@ -132,14 +132,14 @@ static uint64_t ecam_read(void *opaque, uint64_t offset, unsigned size)
         v |= (uint64_t)part << (8 * done);
         done += chunk;
     }
-    pthread_mutex_unlock(&h->lock);
+    os_mutex_unlock(&h->lock);
     return v;
 }
 
 static void ecam_write(void *opaque, uint64_t offset, unsigned size, uint64_t value)
 {
     struct pci_host *h = opaque;
-    pthread_mutex_lock(&h->lock);
+    os_mutex_lock(&h->lock);
     for (unsigned done = 0; done < size && done < 8;) {
         uint64_t o = offset + done;
         unsigned reg = (unsigned)(o & (PCI_CFG_SPACE_SIZE - 1));
@@ -152,7 +152,7 @@ static void ecam_write(void *opaque, uint64_t offset, unsigned size, uint64_t va
                          (unsigned)(o >> 12) & 7u, reg, chunk, (uint32_t)(value >> (8 * done)));
         done += chunk;
     }
-    pthread_mutex_unlock(&h->lock);
+    os_mutex_unlock(&h->lock);
 }
 
 static const struct bus_ops ecam_ops = {.read = ecam_read, .write = ecam_write};
@@ -177,7 +177,7 @@ static uint64_t conf1_read(void *opaque, uint64_t offset, unsigned size)
 {
     struct pci_host *h = opaque;
     uint64_t v = ones(size);
-    pthread_mutex_lock(&h->lock);
+    os_mutex_lock(&h->lock);
     if (offset == 0 && size == 4) {
         v = h->conf1_addr;
     } else if (offset >= CONF1_DATA && size <= 4 && offset - CONF1_DATA + size <= 4) {
@@ -187,14 +187,14 @@ static uint64_t conf1_read(void *opaque, uint64_t offset, unsigned size)
     }
     /* Anything else (partial access to the address register, e.g. the reset control
      * register at 0xcf9 on some chipsets, or a dword straddling both) is not ours. */
-    pthread_mutex_unlock(&h->lock);
+    os_mutex_unlock(&h->lock);
     return v;
 }
 
 static void conf1_write(void *opaque, uint64_t offset, unsigned size, uint64_t value)
 {
     struct pci_host *h = opaque;
-    pthread_mutex_lock(&h->lock);
+    os_mutex_lock(&h->lock);
     if (offset == 0 && size == 4) {
         /* Only a dword write loads the address: byte writes to 0xcf9 are a reset control
          * register on PC chipsets, not part of the address. */
@@ -204,7 +204,7 @@ static void conf1_write(void *opaque, uint64_t offset, unsigned size, uint64_t v
         if (conf1_decode(h, (unsigned)(offset - CONF1_DATA), &slot, &fn, &reg))
             cfg_write_locked(h, 0, slot, fn, reg, size, (uint32_t)value);
     }
-    pthread_mutex_unlock(&h->lock);
+    os_mutex_unlock(&h->lock);
 }
 
 static const struct bus_ops conf1_ops = {.read = conf1_read, .write = conf1_write};
@@ -219,7 +219,7 @@ static bool window_lookup(struct pci_host_window *w, uint64_t offset, unsigned s
     struct pci_host *h = w->host;
     uint64_t addr = w->base + offset; /* inside the registered window: cannot wrap */
     bool found = false;
-    pthread_mutex_lock(&h->lock);
+    os_mutex_lock(&h->lock);
     for (unsigned i = 0; i < h->nr_decode; i++) {
         const struct pci_host_decode *d = &h->decode[i];
         if (d->io == w->io && range_within(addr, size, d->base, d->size)) {
@@ -230,7 +230,7 @@ static bool window_lookup(struct pci_host_window *w, uint64_t offset, unsigned s
             break;
         }
     }
-    pthread_mutex_unlock(&h->lock);
+    os_mutex_unlock(&h->lock);
     return found;
 }
 
@@ -327,7 +327,7 @@ int pci_host_init(struct pci_host *h, const struct pci_host_config *cfg, struct 
                                      .io = true,
                                      .next = cfg->io_base};
 
-    int ret = -pthread_mutex_init(&h->lock, NULL);
+    int ret = os_mutex_init(&h->lock);
     if (ret < 0)
         return ret;
 
@@ -337,7 +337,7 @@ int pci_host_init(struct pci_host *h, const struct pci_host_config *cfg, struct 
                                            .name = "host-bridge"};
     ret = pci_device_init(&h->bridge, &bridge);
     if (ret < 0) {
-        pthread_mutex_destroy(&h->lock);
+        os_mutex_destroy(&h->lock);
         return ret;
     }
     h->bridge.slot = 0;
@@ -370,7 +370,7 @@ int pci_host_init(struct pci_host *h, const struct pci_host_config *cfg, struct 
 fail:
     unregister_all(h);
     pci_device_destroy(&h->bridge);
-    pthread_mutex_destroy(&h->lock);
+    os_mutex_destroy(&h->lock);
     return ret;
 }
 
@@ -385,7 +385,7 @@ void pci_host_destroy(struct pci_host *h)
     }
     h->slots[0] = NULL;
     pci_device_destroy(&h->bridge);
-    pthread_mutex_destroy(&h->lock);
+    os_mutex_destroy(&h->lock);
 }
 
 /* Assign addresses to the device's BARs, biggest first so that natural alignment wastes
@@ -445,7 +445,7 @@ int pci_host_add_device(struct pci_host *h, struct pci_device *dev, int slot)
         return -EINVAL;
 
     int ret = 0;
-    pthread_mutex_lock(&h->lock);
+    os_mutex_lock(&h->lock);
     if (dev->slot >= 0) {
         ret = -EINVAL;
         goto out;
@@ -484,9 +484,9 @@ int pci_host_add_device(struct pci_host *h, struct pci_device *dev, int slot)
     uint8_t line = 0xff; /* "unknown / not connected" */
     if (pin != 0 && h->cfg.route_intx != NULL) {
         uint32_t gsi = h->cfg.route_intx(h->cfg.irq_ctx, (unsigned)slot, pin - 1);
-        pthread_mutex_lock(&dev->lock);
+        os_mutex_lock(&dev->lock);
         dev->intx = (struct irq_line){.set = h->cfg.set_irq, .ctx = h->cfg.irq_ctx, .gsi = gsi};
-        pthread_mutex_unlock(&dev->lock);
+        os_mutex_unlock(&dev->lock);
         if (gsi < 0xff)
             line = (uint8_t)gsi;
         log_debug("pci %02x.0 %s: INT%c -> GSI %u", (unsigned)slot, dev->name, 'A' + (int)pin - 1,
@@ -495,16 +495,16 @@ int pci_host_add_device(struct pci_host *h, struct pci_device *dev, int slot)
     pci_device_set(dev, PCI_CFG_INT_LINE, 1, line);
     pci_device_set(dev, PCI_CFG_COMMAND, 2, cmd);
 
-    pthread_mutex_lock(&dev->lock);
+    os_mutex_lock(&dev->lock);
     dev->slot = slot;
-    pthread_mutex_unlock(&dev->lock);
+    os_mutex_unlock(&dev->lock);
     h->slots[slot] = dev;
     memset(h->bar_state[slot], 0, sizeof(h->bar_state[slot]));
     refresh_decode_locked(h);
     log_info("pci %02x.0: %s (%04x:%04x)", (unsigned)slot, dev->name,
              pci_device_get(dev, PCI_CFG_VENDOR_ID, 2), pci_device_get(dev, PCI_CFG_DEVICE_ID, 2));
 out:
-    pthread_mutex_unlock(&h->lock);
+    os_mutex_unlock(&h->lock);
     return ret;
 }
 
@@ -512,8 +512,8 @@ struct pci_device *pci_host_device(struct pci_host *h, unsigned slot)
 {
     if (slot >= PCI_HOST_SLOTS)
         return NULL;
-    pthread_mutex_lock(&h->lock);
+    os_mutex_lock(&h->lock);
     struct pci_device *dev = h->slots[slot];
-    pthread_mutex_unlock(&h->lock);
+    os_mutex_unlock(&h->lock);
     return dev;
 }

@@ -29,7 +29,7 @@
 #include "core/bus.h"
 #include "devices/pci/pci_device.h"
 
-#include <pthread.h>
+#include "core/lock.h"
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -116,7 +116,7 @@ struct pci_host {
     struct pci_host_config cfg; /**< Copy of the configuration. */
     struct bus *mmio;           /**< Bus holding the ECAM range and the memory windows. */
     struct bus *pio;            /**< Bus holding conf1 and the I/O window, or NULL. */
-    pthread_mutex_t lock;       /**< Guards everything below. */
+    os_mutex lock;              /**< Guards everything below. */
     struct pci_device *slots[PCI_HOST_SLOTS]; /**< Function 0 of each slot, or NULL. */
     struct pci_device bridge;                 /**< The host bridge at 00.0. */
     uint32_t conf1_addr;                      /**< conf1 address register. */

@@ -16,8 +16,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/** Most RAM regions a guest can have (x86: below and above the PCI hole). */
-#define GUEST_MEM_MAX_REGIONS 4
+/**
+ * Most regions a memory view can have. The VMM's x86 guests use two (below and above
+ * the PCI hole); a vhost-user backend builds its view from a memory table of up to 8.
+ */
+#define GUEST_MEM_MAX_REGIONS 8
 
 /** One contiguous range of guest-physical RAM backed by contiguous host memory. */
 struct guest_region {

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: BSD-2-Clause
-# bulkhead build. `make` builds the VMM, `make test` runs the whole suite (unit
-# tests, then end-to-end tests inside the test host), `make check` runs the
-# format check, clang-tidy and Doxygen, `make guest` builds the guest images.
+# bulkhead build. `make` builds the VMM and bulkhead-blk, `make test` runs the
+# whole suite (unit tests, then end-to-end tests inside the test host), `make check`
+# runs the format check, clang-tidy and Doxygen, `make guest` builds the guest images.
 
 SHELL   := /bin/bash
 .SHELLFLAGS := -o pipefail -c
@@ -21,18 +21,22 @@ ALL_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) -fno-strict-aliasing -fstack-protector-st
 VMM_LDFLAGS ?= -static-pie -pthread
 
 # Everything under src/ except the program entry points forms the library that
-# the VMM and the unit tests link against.
-LIB_SRCS  := $(filter-out src/vmm/main.c,$(shell find src -name '*.c' | sort))
+# the programs and the unit tests link against.
+PROG_SRCS := src/vmm/main.c src/backends/blk/main.c
+LIB_SRCS  := $(filter-out $(PROG_SRCS),$(shell find src -name '*.c' | sort))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 VMM_OBJS  := $(BUILD)/obj/src/vmm/main.o
+BLK_OBJS  := $(BUILD)/obj/src/backends/blk/main.o
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all vmm unit test check format tidy doxygen guest testhost deps clean bench demo
+.PHONY: all vmm blk unit test check format tidy doxygen guest testhost deps clean bench demo
 
-all: vmm
+all: vmm blk
 
 vmm: $(BUILD)/bulkhead-vmm
+
+blk: $(BUILD)/bulkhead-blk
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -50,6 +54,10 @@ $(BUILD)/bulkhead-vmm: $(VMM_OBJS) $(BUILD)/libbulkhead.a
 # its object out of libbulkhead.a, so bulkhead-vmm stays free of it.
 URING_LDLIBS := -luring
 
+# The vhost-user-blk backend, a program of its own, linked like the VMM (static, PIE).
+$(BUILD)/bulkhead-blk: $(BLK_OBJS) $(BUILD)/libbulkhead.a
+	$(CC) $(ALL_CFLAGS) -o $@ $(BLK_OBJS) $(BUILD)/libbulkhead.a $(URING_LDLIBS) $(VMM_LDFLAGS)
+
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libbulkhead.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests/unit $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $< \
@@ -63,7 +71,7 @@ unit: $(UNIT_BINS)
 test:
 	tools/deps test check
 	$(MAKE) check
-	$(MAKE) vmm unit
+	$(MAKE) vmm blk unit
 	tests/run
 
 guest:
@@ -102,6 +110,7 @@ check:
 	doxygen docs/Doxyfile
 
 clean:
-	rm -rf $(BUILD)/obj $(BUILD)/tests $(BUILD)/bulkhead-vmm $(BUILD)/libbulkhead.a
+	rm -rf $(BUILD)/obj $(BUILD)/tests $(BUILD)/bulkhead-vmm $(BUILD)/bulkhead-blk \
+	    $(BUILD)/libbulkhead.a
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -14,6 +14,7 @@
 #include "devices/i8042.h"
 #include "devices/pci/pci_host.h"
 #include "devices/uart16550.h"
+#include "vmm/vhost_dev.h"
 #include "platform/platform_x86.h"
 #include "vmm/machine.h"
 
@@ -30,6 +31,8 @@ struct machine {
     bool com1_ready;                                         /**< com1 needs destroying. */
     bool pm_ready;                                           /**< pm needs destroying. */
     bool pci_ready;                                          /**< pci needs destroying. */
+    struct vhost_dev *disks[VMM_MAX_DISKS];                  /**< --disk devices. */
+    unsigned nr_disks;                                       /**< Entries of disks. */
     struct x86_boot_state boot_state;                        /**< What vCPU 0 starts with. */
     struct x86_cpuid_entry supported[X86_CPUID_MAX_ENTRIES]; /**< The host's CPUID. */
     unsigned nr_supported;                                   /**< Valid entries in supported. */
@@ -191,6 +194,15 @@ int machine_build(struct vm *vm, const struct boot_files *files)
         log_error("creating the devices failed: %s", strerror(-r));
         return r;
     }
+    for (unsigned i = 0; i < vm->opts->nr_disks; i++) {
+        struct machine *m = vm->machine;
+        r = vhost_dev_create(vm, &vm->opts->disks[i], i, &m->disks[m->nr_disks]);
+        m->nr_disks++; /* destroyed on failure too */
+        if (r == 0)
+            r = vhost_dev_start(m->disks[m->nr_disks - 1], &m->pci);
+        if (r != 0)
+            return r;
+    }
     if ((r = write_acpi_tables(vm, &am)) != 0)
         return r;
     log_debug("start-up: %.3f ms: devices and ACPI tables ready", vm_ms_since_start());
@@ -277,6 +289,9 @@ void machine_destroy(struct vm *vm)
         return;
     if (m->pci_ready)
         pci_host_destroy(&m->pci);
+    /* After the host: it still names the devices until it is gone. */
+    for (unsigned i = 0; i < m->nr_disks; i++)
+        vhost_dev_destroy(m->disks[i]);
     if (m->pm_ready)
         acpi_pm_destroy(&m->pm);
     if (m->com1_ready)

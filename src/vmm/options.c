@@ -12,6 +12,8 @@ static const char usage[] =
     "usage: bulkhead-vmm --kernel PATH [--initrd PATH] [--cmdline STRING] [--mem SIZE]\n"
     "                    [--cpus N] [--serial stdio|file:PATH|unix:PATH] [--no-reboot]\n"
     "                    [--shutdown-timeout SECONDS] [--log-level error|warn|info|debug|trace]\n"
+    "                    [--disk path=IMG[,readonly=on][,mode=isolated|shared]]...\n"
+    "                    [--disk socket=PATH[,mode=isolated|shared]]...\n"
     "\n"
     "Runs one virtual machine. SIZE takes K, M, G or T (a bare number is MiB); default 256M.\n"
     "SIGTERM (and SIGINT unless the console is on the terminal) presses the guest's ACPI\n"
@@ -100,6 +102,67 @@ static enum options_result parse_serial(const char *arg, struct vmm_options *o, 
     return OPTIONS_RUN;
 }
 
+/* --disk path=IMG[,readonly=on|off][,mode=isolated|shared] or socket=PATH[,mode=...]. The
+ * text is copied once and cut at the commas, so the strings live as long as the process. */
+static enum options_result parse_disk_copy(char *copy, const char *arg, struct vmm_options *o,
+                                           char *err, size_t len)
+{
+    struct vmm_disk d = {.mode = VMM_MEM_ISOLATED};
+    bool readonly_given = false;
+    for (char *save = NULL, *kv = strtok_r(copy, ",", &save); kv != NULL;
+         kv = strtok_r(NULL, ",", &save)) {
+        char *val = strchr(kv, '=');
+        if (val == NULL || val[1] == '\0')
+            return fail(err, len, "--disk: '%s' is not KEY=VALUE (in '%s')", kv, arg);
+        *val++ = '\0';
+        if (strcmp(kv, "path") == 0 && d.path == NULL) {
+            d.path = val;
+        } else if (strcmp(kv, "socket") == 0 && d.socket == NULL) {
+            d.socket = val;
+        } else if (strcmp(kv, "readonly") == 0 && !readonly_given) {
+            readonly_given = true;
+            if (strcmp(val, "on") != 0 && strcmp(val, "off") != 0)
+                return fail(err, len, "--disk: readonly=%s: expected on or off", val);
+            d.readonly = strcmp(val, "on") == 0;
+        } else if (strcmp(kv, "mode") == 0) {
+            if (strcmp(val, "isolated") == 0)
+                d.mode = VMM_MEM_ISOLATED;
+            else if (strcmp(val, "shared") == 0)
+                d.mode = VMM_MEM_SHARED;
+            else
+                return fail(err, len, "--disk: mode=%s: expected isolated or shared", val);
+        } else {
+            return fail(err, len, "--disk: unknown or repeated key '%s' in '%s'", kv, arg);
+        }
+    }
+    if ((d.path == NULL) == (d.socket == NULL))
+        return fail(err, len, "--disk: give exactly one of path=IMG and socket=PATH (in '%s')",
+                    arg);
+    if (d.socket != NULL && readonly_given)
+        return fail(err, len,
+                    "--disk: readonly= applies to path= only; a socket's backend decides");
+    d.text = copy;
+    o->disks[o->nr_disks++] = d;
+    return OPTIONS_RUN;
+}
+
+static enum options_result parse_disk(const char *arg, struct vmm_options *o, char *err, size_t len)
+{
+    if (o->nr_disks >= VMM_MAX_DISKS)
+        return fail(err, len, "--disk: at most %u disks", VMM_MAX_DISKS);
+    char *copy = strdup(arg);
+    if (copy == NULL)
+        return fail(err, len, "--disk: out of memory");
+    /* Owned by the options from here on, whether the text parses or not. */
+    o->disks[o->nr_disks].text = copy;
+    enum options_result r = parse_disk_copy(copy, arg, o, err, len);
+    if (r != OPTIONS_RUN) {
+        free(o->disks[o->nr_disks].text);
+        o->disks[o->nr_disks].text = NULL;
+    }
+    return r;
+}
+
 enum options_result options_parse(int argc, char **argv, struct vmm_options *o, char *err,
                                   size_t len)
 {
@@ -113,6 +176,7 @@ enum options_result options_parse(int argc, char **argv, struct vmm_options *o, 
         OPT_NO_REBOOT,
         OPT_LOG_LEVEL,
         OPT_SHUTDOWN_TIMEOUT,
+        OPT_DISK,
         OPT_HELP,
         OPT_VERSION
     };
@@ -126,6 +190,7 @@ enum options_result options_parse(int argc, char **argv, struct vmm_options *o, 
         {"no-reboot", no_argument, NULL, OPT_NO_REBOOT},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT},
+        {"disk", required_argument, NULL, OPT_DISK},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -178,6 +243,10 @@ enum options_result options_parse(int argc, char **argv, struct vmm_options *o, 
             break;
         case OPT_NO_REBOOT:
             o->no_reboot = true;
+            break;
+        case OPT_DISK:
+            if (parse_disk(optarg, o, err, len) != OPTIONS_RUN)
+                return OPTIONS_ERROR;
             break;
         case OPT_SHUTDOWN_TIMEOUT: {
             char *end;

@@ -13,19 +13,40 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/** How a device's backend reaches guest memory (docs/design.md, "The two memory modes"). */
+enum vmm_mem_mode {
+    VMM_MEM_ISOLATED, /**< The backend sees only a per-device bounce region (default). */
+    VMM_MEM_SHARED,   /**< Standard vhost-user: the backend maps guest RAM. */
+};
+
+/** One --disk option. Strings point into the process's copy of the option text. */
+struct vmm_disk {
+    const char *path;       /**< path=IMG: bulkhead-vmm starts bulkhead-blk for it; or NULL. */
+    const char *socket;     /**< socket=PATH: a vhost-user-blk backend started elsewhere. */
+    bool readonly;          /**< readonly=on (path= only: the backend enforces it). */
+    enum vmm_mem_mode mode; /**< mode=isolated|shared. */
+    char *text;             /**< The option's text, cut at the commas: owns the strings. */
+};
+
+/** Most --disk options one VM takes. */
+#define VMM_MAX_DISKS 16
+
 /** Parsed command line. */
 struct vmm_options {
-    const char *kernel;        /**< --kernel PATH (required). */
-    const char *initrd;        /**< --initrd PATH, or NULL. */
-    const char *cmdline;       /**< --cmdline STRING. */
-    uint64_t mem_bytes;        /**< --mem SIZE, in bytes. */
-    unsigned cpus;             /**< --cpus N. */
-    enum serial_kind serial;   /**< --serial kind. */
-    const char *serial_path;   /**< Path for file: and unix:. */
-    bool no_reboot;            /**< --no-reboot: exit instead of rebooting. */
-    enum log_level log_level;  /**< --log-level LEVEL. */
-    unsigned shutdown_timeout; /**< --shutdown-timeout: seconds a signalled guest has to power
-                                    off before it is stopped hard; 0 stops at once. */
+    const char *kernel;       /**< --kernel PATH (required). */
+    const char *initrd;       /**< --initrd PATH, or NULL. */
+    const char *cmdline;      /**< --cmdline STRING. */
+    uint64_t mem_bytes;       /**< --mem SIZE, in bytes. */
+    unsigned cpus;            /**< --cpus N. */
+    enum serial_kind serial;  /**< --serial kind. */
+    const char *serial_path;  /**< Path for file: and unix:. */
+    bool no_reboot;           /**< --no-reboot: exit instead of rebooting. */
+    enum log_level log_level; /**< --log-level LEVEL. */
+    /** --shutdown-timeout: seconds a signalled guest has to power off before it is stopped
+     * hard; 0 stops at once. */
+    unsigned shutdown_timeout;
+    struct vmm_disk disks[VMM_MAX_DISKS]; /**< --disk, in command-line order. */
+    unsigned nr_disks;                    /**< Entries of @c disks. */
 };
 
 /** What options_parse() wants the caller to do. */

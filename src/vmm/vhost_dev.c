@@ -1,0 +1,623 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+#include "vmm/vhost_dev.h"
+
+#include "core/log.h"
+#include "devices/pci/pci_host.h"
+#include "host/event_loop.h"
+#include "platform/platform.h"
+#include "vhost/frontend.h"
+#include "virtio/virtio_pci.h"
+#include "virtio/virtio_ring.h"
+#include "vmm/vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Virtio device ID and PCI class of a block device (virtio 1.2 §5; PCI mass storage,
+ * "other"). */
+#define VIRTIO_ID_BLOCK         2
+#define PCI_CLASS_STORAGE_OTHER 0x018000
+/* Queues a disk may have; bulkhead-blk and qemu-storage-daemon offer a few. */
+#define VHOST_DEV_MAX_QUEUES 16
+/* Queue Size offered to the guest. */
+#define VHOST_DEV_QUEUE_SIZE 256
+/* Bytes of virtio-blk configuration space (struct virtio_blk_config, virtio 1.2 §5.2.4). */
+#define VIRTIO_BLK_CONFIG_SIZE 60
+/* virtio-blk: the device has several queues (the count is in its configuration). */
+#define VIRTIO_BLK_F_MQ 12
+/* Offset of num_queues in struct virtio_blk_config. */
+#define VIRTIO_BLK_CONFIG_NUM_QUEUES 34
+
+/* Feature bits a backend may offer through this VMM: the device-specific ones and the ring
+ * features the transport and virtqueue code implement. Anything else (packed rings,
+ * notification data, access-platform) is not passed to the guest. */
+#define PASSABLE_FEATURES                                                                          \
+    (((1ull << 24) - 1) | 1ull << VIRTIO_F_INDIRECT_DESC | 1ull << VIRTIO_F_EVENT_IDX |            \
+     1ull << VIRTIO_F_VERSION_1)
+
+/** Work the transport's hooks hand to the device thread. */
+enum cmd_bits {
+    CMD_START = 1u << 0, /**< DRIVER_OK: give the backend the memory table and the rings. */
+    CMD_RESET = 1u << 1, /**< The driver reset the device: stop the rings, then report. */
+    CMD_WATCH = 1u << 2, /**< A queue's irqfd was attached or detached: (un)watch its call. */
+    CMD_QUIT = 1u << 3,  /**< The VM is going away. */
+};
+
+/** One queue's host side. */
+struct vdq {
+    struct vhost_dev *dev; /**< Owner, for the loop's callbacks. */
+    uint16_t index;        /**< Queue index. */
+    int kick_fd;           /**< Guest doorbell (ioeventfd) -> backend. */
+    int call_fd;           /**< Backend -> guest (irqfd while routed). */
+    int err_fd;            /**< Backend reports a broken ring. */
+    bool doorbell;         /**< kick_fd is registered as the doorbell at doorbell_gpa. */
+    uint64_t doorbell_gpa; /**< Where. */
+    bool has_route;        /**< gsi holds an MSI route. */
+    uint32_t gsi;          /**< Its GSI. */
+    bool irqfd;            /**< call_fd is attached to gsi. */
+    bool watch_call;       /**< Set under the transport lock: the thread must watch call_fd. */
+    bool watched;          /**< Device thread: call_fd is in its loop. */
+    bool enabled;          /**< The driver enabled it (cfg valid). */
+    bool running;          /**< Device thread: the backend has the ring. */
+    struct vq_config cfg;  /**< As the driver programmed it. */
+};
+
+/** A vhost-user virtio-pci device. */
+struct vhost_dev {
+    struct vm *vm;                      /**< Guest RAM and platform. */
+    char name[32];                      /**< "disk0". */
+    struct virtio_pci vp;               /**< What the guest sees. */
+    bool vp_ready;                      /**< vp initialised. */
+    struct vhost_frontend fe;           /**< The backend connection. */
+    pid_t child;                        /**< bulkhead-blk we started, or 0. */
+    uint16_t nq;                        /**< Queues offered. */
+    struct vdq q[VHOST_DEV_MAX_QUEUES]; /**< The first nq are in use. */
+    uint64_t features;                  /**< Negotiated at DRIVER_OK. */
+    unsigned cmd;                       /**< enum cmd_bits, atomic. */
+    int cmd_fd;                         /**< Eventfd: cmd has bits. */
+    struct event_loop loop;             /**< The device thread's. */
+    bool loop_ready;                    /**< Loop initialised. */
+    pthread_t thread;                   /**< The device thread. */
+    bool thread_started;                /**< It was created. */
+    bool broken;                        /**< The backend failed: the device needs a reset. */
+};
+
+/* --- the backend's process or socket ------------------------------------------------ */
+
+/* bulkhead-blk lives beside bulkhead-vmm (both are built into build/). */
+static int blk_backend_path(char *buf, size_t len)
+{
+    ssize_t n = readlink("/proc/self/exe", buf, len - 1);
+    if (n <= 0)
+        return -errno;
+    buf[n] = '\0';
+    static const char prog[] = "/bulkhead-blk";
+    char *slash = strrchr(buf, '/');
+    if (slash == NULL || (size_t)(slash - buf) + sizeof(prog) > len)
+        return -ENAMETOOLONG;
+    memcpy(slash, prog, sizeof(prog));
+    return access(buf, X_OK) == 0 ? 0 : -errno;
+}
+
+/* Start bulkhead-blk on one end of a socketpair; the other end is the frontend's. */
+static int spawn_blk(struct vhost_dev *d, const struct vmm_disk *disk, int *sock)
+{
+    char exe[PATH_MAX];
+    int r = blk_backend_path(exe, sizeof(exe));
+    if (r != 0) {
+        log_error("%s: cannot find the bulkhead-blk program beside bulkhead-vmm: %s", d->name,
+                  strerror(-r));
+        return r;
+    }
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+        return -errno;
+    char fdarg[16];
+    snprintf(fdarg, sizeof(fdarg), "%d", sv[1]);
+    const char *level = log_get_level() >= LOG_DEBUG  ? "debug"
+                        : log_get_level() >= LOG_INFO ? "info"
+                                                      : "warn";
+    const char *argv[] = {exe,   "--image",     disk->path, "--fd",
+                          fdarg, "--log-level", level,      disk->readonly ? "--readonly" : NULL,
+                          NULL};
+    pid_t pid = fork();
+    if (pid < 0) {
+        r = -errno;
+        close(sv[0]);
+        close(sv[1]);
+        return r;
+    }
+    if (pid == 0) {
+        /* The child keeps only its end (made inheritable) and the standard descriptors. */
+        fcntl(sv[1], F_SETFD, 0);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execv(exe, (char *const *)argv);
+        _exit(127);
+    }
+    close(sv[1]);
+    d->child = pid;
+    *sock = sv[0];
+    return 0;
+}
+
+static int connect_socket(const char *path, int *sock)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(addr.sun_path))
+        return -ENAMETOOLONG;
+    memcpy(addr.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+        int r = -errno;
+        close(fd);
+        return r;
+    }
+    *sock = fd;
+    return 0;
+}
+
+/* --- hooks of the transport (vCPU threads, transport lock held: hand over, never wait) - */
+
+static void post(struct vhost_dev *d, unsigned bits)
+{
+    __atomic_or_fetch(&d->cmd, bits, __ATOMIC_ACQ_REL);
+    uint64_t one = 1;
+    if (write(d->cmd_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        log_warn("%s: cannot wake the device thread: %s", d->name, strerror(errno));
+}
+
+static int dev_features_ok(void *opaque, uint64_t features)
+{
+    struct vhost_dev *d = opaque;
+    /* The transport checked that these were offered; the backend offered them too. */
+    return (features & ~d->fe.backend_features) == 0 ? 0 : -EINVAL;
+}
+
+static int dev_queue_enable(void *opaque, uint16_t queue, const struct vq_config *cfg)
+{
+    struct vhost_dev *d = opaque;
+    if (queue >= d->nq)
+        return -EINVAL;
+    d->q[queue].cfg = *cfg;
+    d->q[queue].enabled = true;
+    return 0;
+}
+
+static int dev_start(void *opaque, uint64_t features)
+{
+    struct vhost_dev *d = opaque;
+    if (d->broken)
+        return -EIO;
+    d->features = features;
+    post(d, CMD_START);
+    return 0;
+}
+
+static int dev_reset(void *opaque)
+{
+    struct vhost_dev *d = opaque;
+    for (unsigned i = 0; i < d->nq; i++)
+        d->q[i].enabled = false;
+    post(d, CMD_RESET);
+    return VIRTIO_PCI_RESET_PENDING;
+}
+
+static void dev_queue_notify(void *opaque, uint16_t queue)
+{
+    struct vhost_dev *d = opaque;
+    /* A kick that missed the ioeventfd (another access width): pass it on by hand. */
+    uint64_t one = 1;
+    if (queue < d->nq && write(d->q[queue].kick_fd, &one, sizeof(one)) < 0)
+        log_guest(LOG_DEBUG, "%s: forwarding a kick: %s", d->name, strerror(errno));
+}
+
+static const struct virtio_device_ops dev_ops = {
+    .features_ok = dev_features_ok,
+    .queue_enable = dev_queue_enable,
+    .start = dev_start,
+    .reset = dev_reset,
+    .queue_notify = dev_queue_notify,
+};
+
+static int m_msi_send(void *ctx, uint64_t addr, uint32_t data)
+{
+    struct vhost_dev *d = ctx;
+    return plat_msi_send(d->vm->plat, addr, data);
+}
+
+static void m_queue_route(void *ctx, uint16_t queue, bool direct, uint64_t addr, uint32_t data)
+{
+    struct vhost_dev *d = ctx;
+    if (queue >= d->nq)
+        return;
+    struct vdq *q = &d->q[queue];
+    int r = 0;
+    if (direct) {
+        if (!q->has_route) {
+            r = plat_msi_route_add(d->vm->plat, addr, data, &q->gsi);
+            q->has_route = r == 0;
+        } else {
+            r = plat_msi_route_update(d->vm->plat, q->gsi, addr, data);
+        }
+        if (r == 0 && !q->irqfd) {
+            r = plat_irq_notification_add(d->vm->plat, q->gsi, q->call_fd);
+            q->irqfd = r == 0;
+        }
+    } else if (q->irqfd) {
+        r = plat_irq_notification_remove(d->vm->plat, q->gsi, q->call_fd);
+        q->irqfd = false;
+    }
+    if (r != 0)
+        log_warn("%s: queue %u: interrupt route: %s; the VMM forwards its interrupts", d->name,
+                 queue, strerror(-r));
+    /* Whatever KVM does not deliver, the device thread does (and sets pending bits). */
+    __atomic_store_n(&q->watch_call, !q->irqfd, __ATOMIC_RELEASE);
+    post(d, CMD_WATCH);
+}
+
+static void m_doorbell(void *ctx, uint16_t queue, bool mapped, uint64_t gpa)
+{
+    struct vhost_dev *d = ctx;
+    if (queue >= d->nq)
+        return;
+    struct vdq *q = &d->q[queue];
+    if (q->doorbell) {
+        plat_doorbell_remove(d->vm->plat, PLAT_SPACE_MMIO, q->doorbell_gpa, VIRTIO_PCI_NOTIFY_WIDTH,
+                             q->kick_fd);
+        q->doorbell = false;
+    }
+    if (mapped) {
+        int r = plat_doorbell_add(d->vm->plat, PLAT_SPACE_MMIO, gpa, VIRTIO_PCI_NOTIFY_WIDTH,
+                                  q->kick_fd);
+        if (r == 0) {
+            q->doorbell = true;
+            q->doorbell_gpa = gpa;
+        } else {
+            log_warn("%s: queue %u: no doorbell object (%s); kicks take the slow path", d->name,
+                     queue, strerror(-r));
+        }
+    }
+}
+
+static const struct virtio_pci_machine_ops machine_ops = {
+    .msi_send = m_msi_send,
+    .queue_route = m_queue_route,
+    .doorbell = m_doorbell,
+};
+
+/* --- the device thread ------------------------------------------------------------- */
+
+/* The backend failed or broke the protocol: the guest's driver is told through
+ * DEVICE_NEEDS_RESET; nothing else of the VM is affected. */
+static void fail_backend(struct vhost_dev *d, const char *what, int err)
+{
+    if (d->broken)
+        return;
+    d->broken = true;
+    log_error("%s: backend %s: %s; the device needs a reset", d->name, what, strerror(-err));
+    virtio_pci_set_needs_reset(&d->vp, "backend failed");
+}
+
+/* Shared mode: the backend gets guest RAM, one region per RAM region of the VM. */
+static int send_mem_table(struct vhost_dev *d)
+{
+    const struct guest_mem *mem = &d->vm->mem;
+    struct vhost_fe_region regions[GUEST_MEM_MAX_REGIONS];
+    unsigned n = 0;
+    for (unsigned i = 0; i < mem->nr_regions && n < GUEST_MEM_MAX_REGIONS; i++) {
+        const struct guest_region *g = &mem->regions[i];
+        regions[n++] = (struct vhost_fe_region){
+            .gpa = g->gpa,
+            .size = g->size,
+            .fd = d->vm->ram.fd,
+            .offset = (uint64_t)((const uint8_t *)g->hva - d->vm->ram.base),
+        };
+    }
+    return vhost_fe_set_mem_table(&d->fe, regions, n);
+}
+
+static void do_start(struct vhost_dev *d)
+{
+    int r = vhost_fe_set_features(&d->fe, d->features);
+    if (r == 0)
+        r = send_mem_table(d);
+    for (unsigned i = 0; r == 0 && i < d->nq; i++) {
+        struct vdq *q = &d->q[i];
+        if (!q->enabled || q->running)
+            continue;
+        struct vhost_fe_vring ring = {
+            .size = q->cfg.size,
+            .base = 0,
+            .desc_gpa = q->cfg.desc_addr,
+            .avail_gpa = q->cfg.avail_addr,
+            .used_gpa = q->cfg.used_addr,
+            .kick_fd = q->kick_fd,
+            .call_fd = q->call_fd,
+            .err_fd = q->err_fd,
+        };
+        r = vhost_fe_vring_start(&d->fe, i, &ring);
+        q->running = r == 0;
+    }
+    if (r != 0)
+        fail_backend(d, "refused the device's start", r);
+}
+
+static void do_reset(struct vhost_dev *d)
+{
+    for (unsigned i = 0; i < d->nq; i++) {
+        struct vdq *q = &d->q[i];
+        if (!q->running)
+            continue;
+        uint16_t next;
+        int r = vhost_fe_vring_stop(&d->fe, i, &next);
+        q->running = false;
+        if (r != 0)
+            fail_backend(d, "did not stop a ring", r);
+    }
+    /* Signals of the old rings must not reach the new ones. */
+    for (unsigned i = 0; i < d->nq; i++) {
+        uint64_t v;
+        if (read(d->q[i].kick_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+            log_debug("%s: draining a kick: %s", d->name, strerror(errno));
+    }
+    virtio_pci_reset_done(&d->vp);
+}
+
+/* The backend signalled a queue while its interrupt cannot go straight to the guest (MSI-X
+ * off, vector masked): the transport delivers it or sets the pending bit. */
+static void on_call(void *opaque, uint32_t events)
+{
+    struct vdq *q = opaque;
+    uint64_t v;
+    (void)events;
+    if (read(q->call_fd, &v, sizeof(v)) == (ssize_t)sizeof(v))
+        virtio_pci_queue_interrupt(&q->dev->vp, q->index);
+}
+
+static void on_err(void *opaque, uint32_t events)
+{
+    struct vdq *q = opaque;
+    uint64_t v;
+    (void)events;
+    if (read(q->err_fd, &v, sizeof(v)) == (ssize_t)sizeof(v))
+        fail_backend(q->dev, "reported a broken ring", -EIO);
+}
+
+/* Bring the loop's watch of each call eventfd in line with what the routes need. */
+static void update_watches(struct vhost_dev *d)
+{
+    for (unsigned i = 0; i < d->nq; i++) {
+        struct vdq *q = &d->q[i];
+        bool want = __atomic_load_n(&q->watch_call, __ATOMIC_ACQUIRE);
+        if (want && !q->watched)
+            q->watched = event_loop_add(&d->loop, q->call_fd, EVENT_IN, on_call, q) == 0;
+        else if (!want && q->watched)
+            q->watched = event_loop_remove(&d->loop, q->call_fd) != 0;
+    }
+}
+
+static void on_cmd(void *opaque, uint32_t events)
+{
+    struct vhost_dev *d = opaque;
+    uint64_t v;
+    (void)events;
+    if (read(d->cmd_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+        return;
+    /* CMD_QUIT stays set: the thread's loop condition reads it. */
+    unsigned bits = __atomic_fetch_and(&d->cmd, CMD_QUIT, __ATOMIC_ACQ_REL);
+    if (bits & CMD_WATCH)
+        update_watches(d);
+    if (bits & CMD_RESET)
+        do_reset(d);
+    if ((bits & CMD_START) && !d->broken)
+        do_start(d);
+}
+
+/* The socket is readable or hung up between requests: a backend speaks only when asked, so
+ * this is its end (or a protocol violation). */
+static void on_socket(void *opaque, uint32_t events)
+{
+    struct vhost_dev *d = opaque;
+    (void)events;
+    int r = vhost_fe_check_idle(&d->fe);
+    if (r != 0) {
+        event_loop_remove(&d->loop, d->fe.sock);
+        fail_backend(d, "connection lost", r);
+    }
+}
+
+static void *device_thread(void *arg)
+{
+    struct vhost_dev *d = arg;
+    char name[16];
+    snprintf(name, sizeof(name), "io-%.12s", d->name);
+    pthread_setname_np(pthread_self(), name);
+    while (!(__atomic_load_n(&d->cmd, __ATOMIC_ACQUIRE) & CMD_QUIT)) {
+        if (event_loop_run_once(&d->loop, -1) < 0)
+            break;
+    }
+    return NULL;
+}
+
+/* --- life cycle ---------------------------------------------------------------------- */
+
+static int make_eventfd(int *fd)
+{
+    *fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    return *fd < 0 ? -errno : 0;
+}
+
+int vhost_dev_create(struct vm *vm, const struct vmm_disk *disk, unsigned index,
+                     struct vhost_dev **out)
+{
+    struct vhost_dev *d = calloc(1, sizeof(*d));
+    if (d == NULL)
+        return -ENOMEM;
+    *out = d;
+    d->vm = vm;
+    d->cmd_fd = -1;
+    snprintf(d->name, sizeof(d->name), "disk%u", index);
+    for (unsigned i = 0; i < VHOST_DEV_MAX_QUEUES; i++)
+        d->q[i] = (struct vdq){
+            .dev = d, .index = (uint16_t)i, .kick_fd = -1, .call_fd = -1, .err_fd = -1};
+    vhost_fe_init(&d->fe, -1);
+    if (disk->mode != VMM_MEM_SHARED) {
+        log_error("%s: mode=isolated is not available yet in this build; use mode=shared", d->name);
+        return -ENOTSUP;
+    }
+
+    int sock = -1, r;
+    r = disk->path != NULL ? spawn_blk(d, disk, &sock) : connect_socket(disk->socket, &sock);
+    if (r != 0) {
+        log_error("%s: cannot reach the backend %s: %s", d->name,
+                  disk->path != NULL ? "bulkhead-blk" : disk->socket, strerror(-r));
+        return r;
+    }
+    vhost_fe_init(&d->fe, sock);
+    if ((r = vhost_fe_handshake(&d->fe)) != 0) {
+        log_error("%s: the backend did not complete the vhost-user handshake: %s", d->name,
+                  strerror(-r));
+        return r;
+    }
+    uint64_t features = vhost_fe_offer(&d->fe, PASSABLE_FEATURES);
+    if (!(features & (1ull << VIRTIO_F_VERSION_1))) {
+        log_error("%s: the backend does not offer VIRTIO_F_VERSION_1", d->name);
+        return -ENOTSUP;
+    }
+    if ((r = vhost_fe_get_config(&d->fe, VIRTIO_BLK_CONFIG_SIZE)) != 0) {
+        log_error("%s: the backend gave no device configuration: %s", d->name, strerror(-r));
+        return r;
+    }
+    /* Queues: what the device's configuration says (with MQ), bounded by what the backend
+     * and this VMM handle. */
+    unsigned nq = 1;
+    if (features & (1ull << VIRTIO_BLK_F_MQ))
+        nq = (unsigned)d->fe.config[VIRTIO_BLK_CONFIG_NUM_QUEUES] |
+             (unsigned)d->fe.config[VIRTIO_BLK_CONFIG_NUM_QUEUES + 1] << 8;
+    if (d->fe.max_queues != 0 && nq > d->fe.max_queues)
+        nq = d->fe.max_queues;
+    if (nq == 0 || nq > VHOST_DEV_MAX_QUEUES)
+        nq = nq == 0 ? 1 : VHOST_DEV_MAX_QUEUES;
+    d->nq = (uint16_t)nq;
+
+    if ((r = make_eventfd(&d->cmd_fd)) != 0)
+        return r;
+    for (unsigned i = 0; i < nq; i++) {
+        if ((r = make_eventfd(&d->q[i].kick_fd)) != 0 ||
+            (r = make_eventfd(&d->q[i].call_fd)) != 0 || (r = make_eventfd(&d->q[i].err_fd)) != 0)
+            return r;
+        d->q[i].watch_call = true; /* no route yet */
+    }
+    struct virtio_pci_config cfg = {
+        .name = d->name,
+        .device_id = VIRTIO_ID_BLOCK,
+        .class_code = PCI_CLASS_STORAGE_OTHER,
+        .device_features = features,
+        .num_queues = d->nq,
+        .queue_max_size = VHOST_DEV_QUEUE_SIZE,
+        .config_size = VIRTIO_BLK_CONFIG_SIZE,
+        .config_init = d->fe.config,
+        .mem = &vm->mem,
+        .dev_ops = &dev_ops,
+        .dev_opaque = d,
+        .machine_ops = &machine_ops,
+        .machine_ctx = d,
+    };
+    if ((r = virtio_pci_init(&d->vp, &cfg)) != 0) {
+        log_error("%s: cannot create the PCI function: %s", d->name, strerror(-r));
+        return r;
+    }
+    d->vp_ready = true;
+    if ((r = event_loop_init(&d->loop)) != 0)
+        return r;
+    d->loop_ready = true;
+    if ((r = event_loop_add(&d->loop, d->cmd_fd, EVENT_IN, on_cmd, d)) != 0 ||
+        (r = event_loop_add(&d->loop, d->fe.sock, EVENT_IN, on_socket, d)) != 0)
+        return r;
+    for (unsigned i = 0; i < nq; i++) {
+        if ((r = event_loop_add(&d->loop, d->q[i].err_fd, EVENT_IN, on_err, &d->q[i])) != 0)
+            return r;
+    }
+    update_watches(d);
+    log_info("%s: vhost-user backend %s, shared memory, %u queue(s), features %#llx", d->name,
+             disk->path != NULL ? disk->path : disk->socket, nq, (unsigned long long)features);
+    return 0;
+}
+
+int vhost_dev_start(struct vhost_dev *d, struct pci_host *host)
+{
+    int r = pci_host_add_device(host, &d->vp.pci, -1);
+    if (r != 0) {
+        log_error("%s: cannot place the device on the PCI bus: %s", d->name, strerror(-r));
+        return r;
+    }
+    /* The device thread takes no signal: the main thread handles them, vCPUs are kicked. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    r = -pthread_create(&d->thread, NULL, device_thread, d);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    d->thread_started = r == 0;
+    return r;
+}
+
+void vhost_dev_destroy(struct vhost_dev *d)
+{
+    if (d == NULL)
+        return;
+    if (d->thread_started) {
+        post(d, CMD_QUIT);
+        pthread_join(d->thread, NULL);
+    }
+    for (unsigned i = 0; i < d->nq; i++) {
+        struct vdq *q = &d->q[i];
+        if (q->irqfd)
+            plat_irq_notification_remove(d->vm->plat, q->gsi, q->call_fd);
+        if (q->has_route)
+            plat_msi_route_remove(d->vm->plat, q->gsi);
+        if (q->doorbell)
+            plat_doorbell_remove(d->vm->plat, PLAT_SPACE_MMIO, q->doorbell_gpa,
+                                 VIRTIO_PCI_NOTIFY_WIDTH, q->kick_fd);
+    }
+    if (d->loop_ready)
+        event_loop_destroy(&d->loop);
+    vhost_fe_close(&d->fe);
+    if (d->child > 0) {
+        /* The backend sees its socket close and exits; do not leave a zombie or a stray. */
+        int status;
+        for (int i = 0; i < 100 && waitpid(d->child, &status, WNOHANG) == 0; i++)
+            usleep(10000);
+        if (waitpid(d->child, &status, WNOHANG) == 0) {
+            kill(d->child, SIGKILL);
+            waitpid(d->child, &status, 0);
+        }
+    }
+    if (d->vp_ready)
+        virtio_pci_destroy(&d->vp);
+    for (unsigned i = 0; i < VHOST_DEV_MAX_QUEUES; i++) {
+        if (d->q[i].kick_fd >= 0)
+            close(d->q[i].kick_fd);
+        if (d->q[i].call_fd >= 0)
+            close(d->q[i].call_fd);
+        if (d->q[i].err_fd >= 0)
+            close(d->q[i].err_fd);
+    }
+    if (d->cmd_fd >= 0)
+        close(d->cmd_fd);
+    free(d);
+}

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/**
+ * @file vhost_dev.h
+ * @brief A virtio-pci device whose implementation is a vhost-user backend process.
+ *
+ * The guest sees a virtio-pci function (virtio/virtio_pci.h); behind it, a device I/O
+ * thread of the VMM speaks vhost-user (vhost/frontend.h) to a backend that is either a
+ * child the VMM started (bulkhead-blk over a socketpair) or a socket someone else serves.
+ * In `shared` memory mode the backend receives the guest-RAM memfd and the guest's ring
+ * addresses, and the VMM stays out of the data path: the guest's doorbells are
+ * ioeventfds the backend reads, and the backend's call eventfds are irqfds on MSI routes
+ * (or, while a vector is masked, watched by the device thread, which sets the pending
+ * bit). vCPU threads never wait on the backend: everything that talks to it runs on the
+ * device thread, and the transport's hooks only hand work over.
+ */
+#ifndef BULKHEAD_VMM_VHOST_DEV_H
+#define BULKHEAD_VMM_VHOST_DEV_H
+
+#include "vmm/options.h"
+
+struct vm;
+struct vhost_dev;
+struct pci_host;
+
+/**
+ * Connect to the backend, learn what it offers, and create the PCI function (not yet
+ * placed on the bus). Runs on the main thread before the vCPUs start; each exchange with
+ * the backend has a deadline.
+ * @param vm the VM (guest RAM, platform, bus).
+ * @param disk the --disk option it serves.
+ * @param index the disk's index, for names and the child's log lines.
+ * @param out receives the device.
+ * @return 0, or a negative errno (logged with the reason).
+ */
+int vhost_dev_create(struct vm *vm, const struct vmm_disk *disk, unsigned index,
+                     struct vhost_dev **out);
+
+/**
+ * Place the device on the PCI host and start its I/O thread.
+ * @param d the device.
+ * @param host the PCI host.
+ * @return 0 or a negative errno.
+ */
+int vhost_dev_start(struct vhost_dev *d, struct pci_host *host);
+
+/**
+ * Stop the I/O thread, the backend connection (and child) and free everything. The vCPU
+ * threads must have stopped.
+ * @param d the device (NULL is ignored).
+ */
+void vhost_dev_destroy(struct vhost_dev *d);
+
+#endif

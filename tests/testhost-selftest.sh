@@ -7,7 +7,9 @@
 #   - `tools/testhost -- false` exits 1 (statuses come back);
 #   - the working directory is shared read-write and persists, the rest of
 #     the filesystem is a throwaway overlay, stdout and stderr stay apart,
-#     BULKHEAD_*/TEST_* variables pass and others do not;
+#     BULKHEAD_*/TEST_* variables pass and others do not, bash's process
+#     substitution works (/dev/fd), and --smp 2 gives the test host 2 CPUs
+#     (tests/run uses it for multi-vCPU tests);
 #   - `--timeout 5 -- sleep 60` ends with status 124 and a TIMEOUT line.
 # Exit 0 when all hold; prints "ok - ..." / "not ok - ..." per check.
 set -uo pipefail
@@ -47,8 +49,10 @@ fi
 # 3. Filesystem, streams and environment.
 marker=/etc/bulkhead-testhost-selftest-$$
 TEST_SELFTEST_VAR='two words' BULKHEAD_SELFTEST_VAR=b OTHER_SELFTEST_VAR=c \
-    "$TH" -- bash -c '
+    "$TH" --smp 2 -- bash -c '
         echo "cwd=$PWD"
+        echo "cpus=$(nproc)"
+        cat <(echo process-substitution-ok)
         echo persisted >written-inside
         touch '"$marker"' && echo overlay-writable
         echo "vars=[$TEST_SELFTEST_VAR][$BULKHEAD_SELFTEST_VAR][${OTHER_SELFTEST_VAR:-unset}]"
@@ -57,12 +61,14 @@ TEST_SELFTEST_VAR='two words' BULKHEAD_SELFTEST_VAR=b OTHER_SELFTEST_VAR=c \
 rc=$?
 if [ $rc = 7 ] &&
     grep -qx "cwd=$work" out3 &&
+    grep -qx cpus=2 out3 &&
+    grep -qx process-substitution-ok out3 &&
     grep -qx overlay-writable out3 &&
     grep -qx 'vars=\[two words\]\[b\]\[unset\]' out3 &&
     grep -qx to-stderr err3 && ! grep -q to-stderr out3 &&
     [ "$(cat written-inside 2>/dev/null)" = persisted ] &&
     [ ! -e "$marker" ]; then
-    ok "cwd persists, overlay is discarded, stdout/stderr apart, variables filtered"
+    ok "cwd persists, overlay is discarded, stdout/stderr apart, variables filtered, /dev/fd, --smp 2"
 else
     notok "filesystem/streams/environment (status $rc)"
     sed 's/^/    out: /' out3

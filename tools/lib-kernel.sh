@@ -120,10 +120,42 @@ module_closure() {
     done | sort -u
 }
 
+# strip_module_signature KO: remove the signature Debian appends to a kernel
+# module, leaving the plain ELF object. Debian's kernels check that signature
+# at every module load (CONFIG_MODULE_SIG, not enforced): an RSA verification
+# over a SHA-256 of the module, slow under emulation (docs/testing.md has the
+# measured gain). An unsigned module still loads; the kernel only marks itself
+# tainted (E) and says so once at notice level, which `quiet` does not show.
+# The trailer, read from the end of the file backwards
+# (include/linux/module_signature.h in the kernel sources):
+#   "~Module signature appended~\n"  28 bytes
+#   struct module_signature           12 bytes: algo, hash, id_type,
+#                                     signer_len, key_id_len, 3 pad bytes,
+#                                     sig_len (32-bit big-endian)
+#   signer, key id, signature         signer_len + key_id_len + sig_len bytes
+# A module without the trailer is left as it is.
+strip_module_signature() {
+    local ko=$1 size magic hdr keep
+    size=$(stat -c %s "$ko")
+    [ "$size" -gt 40 ] || return 0
+    # Compare as hex: command substitution would drop the trailing newline.
+    magic=$(tail -c 28 "$ko" | od -An -v -t x1 | tr -d ' \n')
+    [ "$magic" = "$MODULE_SIG_MAGIC_HEX" ] || return 0
+    read -r -a hdr <<<"$(od -An -v -t u1 -j $((size - 40)) -N 12 "$ko")"
+    keep=$((size - 40 - hdr[3] - hdr[4] -
+        ((hdr[8] << 24) | (hdr[9] << 16) | (hdr[10] << 8) | hdr[11])))
+    [ "$keep" -gt 0 ] || die "$ko: its signature trailer claims more bytes than the file has"
+    truncate -s "$keep" "$ko"
+    [ "$(od -An -t x1 -N 4 "$ko" | tr -d ' ')" = 7f454c46 ] ||
+        die "$ko: not an ELF object after removing its signature"
+}
+MODULE_SIG_MAGIC_HEX=$(printf '~Module signature appended~\n' | od -An -v -t x1 | tr -d ' \n')
+
 # copy_modules SRCROOT KVER DSTROOT NAME...: copy the dependency closure of
-# the named modules from SRCROOT/lib/modules/KVER into DSTROOT and index them
-# with depmod, so that both busybox modprobe (modules.dep) and kmod's
-# modprobe (the .bin indexes) find them.
+# the named modules from SRCROOT/lib/modules/KVER into DSTROOT, without their
+# signatures (strip_module_signature), and index them with depmod, so that
+# both busybox modprobe (modules.dep) and kmod's modprobe (the .bin indexes)
+# find them.
 copy_modules() {
     local src=$1 kver=$2 dst=$3 f
     shift 3
@@ -133,6 +165,7 @@ copy_modules() {
     for f in $(module_closure "$moddir" "$@"); do
         mkdir -p "$dst/lib/modules/$kver/${f%/*}"
         cp "$moddir/$f" "$dst/lib/modules/$kver/$f"
+        strip_module_signature "$dst/lib/modules/$kver/$f"
     done
     cp "$moddir/modules.order" "$moddir/modules.builtin" "$dst/lib/modules/$kver/"
     [ -f "$moddir/modules.builtin.modinfo" ] && cp "$moddir/modules.builtin.modinfo" "$dst/lib/modules/$kver/"
@@ -163,4 +196,25 @@ pack_cpio() {
         (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) >"$out.tmp"
     fi
     mv "$out.tmp" "$out"
+}
+
+# recipe_hash KVER FILE...: a fingerprint of what makes an image (the kernel
+# release whose modules it carries, the build scripts, the files it packs),
+# to tell when the image must be rebuilt. By content, not modification time:
+# a checkout or a restored build cache can leave old images newer than a
+# changed recipe.
+recipe_hash() {
+    { echo "$1" && shift && cat -- "$@"; } | sha256sum | cut -d" " -f1
+}
+
+# image_stale IMAGE HASH: true if IMAGE is missing or was built by another
+# recipe (its IMAGE.recipe, written by image_built, holds a different hash;
+# images from before these stamps have none, so they are rebuilt once).
+image_stale() {
+    [ ! -s "$1" ] || [ "$(cat "$1.recipe" 2>/dev/null)" != "$2" ]
+}
+
+# image_built IMAGE HASH: record that IMAGE was built by the recipe HASH.
+image_built() {
+    echo "$2" >"$1.recipe"
 }

@@ -3,7 +3,7 @@
 # Helpers for the bulkhead-vmm end-to-end tests (sourced; they run inside the test host,
 # with the repository as the current directory). Builds on lib.sh.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-require_vmm
+require_vmm # a missing binary fails every VMM test
 
 E2E_LOGS=$TEST_LOG_DIR
 # Quiet console (every console byte is an exit), reboot on panic so a panic ends the VM.
@@ -12,7 +12,8 @@ APPEND_BASE=$GUEST_APPEND
 # vmm_boot NAME TIMEOUT GUEST_COMMAND [VMM_ARGS...]
 # Boots the small guest (or $GUEST_INITRD as set by the caller) with GUEST_COMMAND, run by
 # its init after the ready marker, and returns bulkhead-vmm's exit status; the console and
-# the VMM's log are in $LOG.
+# the VMM's log are in $LOG. A guest that never prints the ready marker fails the test at
+# once, with the end of $LOG shown (guest_run: no retries for the VMM under test).
 vmm_boot() {
     local name=$1 timeout=$2 cmd=$3
     shift 3

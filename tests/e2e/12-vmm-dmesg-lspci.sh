@@ -3,6 +3,7 @@
 # The guest's kernel log has no ACPI error or warning and no "Firmware Bug" line, Linux
 # accepted MMCONFIG, and lspci shows the PCIe host bridge.
 # timeout: 180
+# testhost-smp: 2
 set -u
 . "$(dirname "$0")/lib-vmm.sh"
 GUEST_INITRD=$GUEST_TOOLS_INITRD vmm_boot dmesg-lspci 120 'echo ==dmesg==; dmesg; echo ==lspci==; lspci -nn; echo ==end==' --cpus 2

@@ -8,6 +8,7 @@
 # back verified; mkfs.ext4, a file, umount, fsck clean; after the VMM exits the image
 # holds a pattern the guest wrote with O_DIRECT and fsync.
 # timeout: 420
+# testhost-smp: 2
 set -u
 . "$(dirname "$0")/lib-vmm.sh"
 require_file "$GUEST_TOOLS_INITRD" "$BUILD/bulkhead-blk"

@@ -3,9 +3,11 @@
 
 #include "core/log.h"
 #include "devices/pci/pci_host.h"
+#include "host/bounce.h"
 #include "host/event_loop.h"
 #include "platform/platform.h"
 #include "vhost/frontend.h"
+#include "virtio/isolated.h"
 #include "virtio/virtio_pci.h"
 #include "virtio/virtio_ring.h"
 #include "vmm/vm.h"
@@ -38,6 +40,24 @@
 #define VIRTIO_BLK_F_MQ 12
 /* Offset of num_queues in struct virtio_blk_config. */
 #define VIRTIO_BLK_CONFIG_NUM_QUEUES 34
+/* virtio-blk: size_max and seg_max in the configuration are valid (virtio 1.2 §5.2.3). */
+#define VIRTIO_BLK_F_SIZE_MAX 1
+#define VIRTIO_BLK_F_SEG_MAX  2
+/* Offsets of size_max and seg_max (le32) in struct virtio_blk_config. */
+#define VIRTIO_BLK_CONFIG_SIZE_MAX 8
+#define VIRTIO_BLK_CONFIG_SEG_MAX  12
+/* virtio-blk status byte of a request that failed. */
+#define VIRTIO_BLK_S_IOERR 1
+
+/* Isolated mode. The bounce region sits at this address of the backend's memory view:
+ * any made-up base would do (the backend never learns a guest address), and one away
+ * from 0 keeps a ring from ever lying at address 0. */
+#define ISO_BOUNCE_GPA (1ull << 30)
+/* Bytes of bounce buffers per queue: a few large requests, or many small ones, in
+ * flight at once. The guest's request size is capped to fit (clamp_blk_limits()). */
+#define ISO_DATA_BYTES (4ull << 20)
+/* Largest data segment offered to the guest in isolated mode (size_max). */
+#define ISO_SIZE_MAX (64u << 10)
 
 /* Feature bits a backend may offer through this VMM: the device-specific ones and the ring
  * features the transport and virtqueue code implement. Anything else (packed rings,
@@ -58,8 +78,11 @@ enum cmd_bits {
 struct vdq {
     struct vhost_dev *dev; /**< Owner, for the loop's callbacks. */
     uint16_t index;        /**< Queue index. */
-    int kick_fd;           /**< Guest doorbell (ioeventfd) -> backend. */
-    int call_fd;           /**< Backend -> guest (irqfd while routed). */
+    int kick_fd;           /**< Guest doorbell (ioeventfd): the backend's kick when shared,
+                                the device thread's when isolated. */
+    int call_fd;           /**< Backend's call: irqfd while routed (shared); always the
+                                device thread's (isolated). */
+    int bkick_fd;          /**< Isolated: the backend's kick, written by the device thread. */
     int err_fd;            /**< Backend reports a broken ring. */
     bool doorbell;         /**< kick_fd is registered as the doorbell at doorbell_gpa. */
     uint64_t doorbell_gpa; /**< Where. */
@@ -71,6 +94,10 @@ struct vdq {
     bool enabled;          /**< The driver enabled it (cfg valid). */
     bool running;          /**< Device thread: the backend has the ring. */
     struct vq_config cfg;  /**< As the driver programmed it. */
+    bool iso_started;      /**< Device thread: iso_guest_start() done, no iso_stop() since. */
+    bool guest_broken;     /**< Device thread: the guest's ring was reported malformed. */
+    struct iso_queue iso;  /**< Isolated: the guest's queue and its shadow queue. */
+    void *iso_storage;     /**< Its private storage (VMM heap, out of everyone's reach). */
 };
 
 /** A vhost-user virtio-pci device. */
@@ -91,6 +118,10 @@ struct vhost_dev {
     pthread_t thread;                   /**< The device thread. */
     bool thread_started;                /**< It was created. */
     bool broken;                        /**< The backend failed: the device needs a reset. */
+    bool isolated;                      /**< mode=isolated: the backend sees the bounce region. */
+    struct bounce_region bounce;        /**< Isolated: the region the backend maps. */
+    struct guest_mem bounce_mem;        /**< Isolated: its view at ISO_BOUNCE_GPA. */
+    uint64_t guest_only_features;       /**< Offered to the guest, not asked of the backend. */
 };
 
 /* --- the backend's process or socket ------------------------------------------------ */
@@ -184,8 +215,9 @@ static void post(struct vhost_dev *d, unsigned bits)
 static int dev_features_ok(void *opaque, uint64_t features)
 {
     struct vhost_dev *d = opaque;
-    /* The transport checked that these were offered; the backend offered them too. */
-    return (features & ~d->fe.backend_features) == 0 ? 0 : -EINVAL;
+    /* The transport checked that these were offered; the backend offered them too (or
+     * the VMM implements them itself: isolated mode's request-size limits). */
+    return (features & ~(d->fe.backend_features | d->guest_only_features)) == 0 ? 0 : -EINVAL;
 }
 
 static int dev_queue_enable(void *opaque, uint16_t queue, const struct vq_config *cfg)
@@ -201,7 +233,9 @@ static int dev_queue_enable(void *opaque, uint16_t queue, const struct vq_config
 static int dev_start(void *opaque, uint64_t features)
 {
     struct vhost_dev *d = opaque;
-    if (d->broken)
+    /* An isolated device whose backend is gone still starts: its queues fail each request
+     * with an I/O error, which is how the guest learns (do_start_isolated()). */
+    if (d->broken && !d->isolated)
         return -EIO;
     d->features = features;
     post(d, CMD_START);
@@ -243,7 +277,9 @@ static int m_msi_send(void *ctx, uint64_t addr, uint32_t data)
 static void m_queue_route(void *ctx, uint16_t queue, bool direct, uint64_t addr, uint32_t data)
 {
     struct vhost_dev *d = ctx;
-    if (queue >= d->nq)
+    /* Isolated: the backend's call is the device thread's, which interrupts the guest
+     * through the transport (and so honours masking); nothing goes straight to KVM. */
+    if (queue >= d->nq || d->isolated)
         return;
     struct vdq *q = &d->q[queue];
     int r = 0;
@@ -302,15 +338,119 @@ static const struct virtio_pci_machine_ops machine_ops = {
 
 /* --- the device thread ------------------------------------------------------------- */
 
-/* The backend failed or broke the protocol: the guest's driver is told through
- * DEVICE_NEEDS_RESET; nothing else of the VM is affected. */
+/* Isolated mode: act on what an iso_* call asks for. */
+static void iso_apply(struct vdq *q, unsigned flags)
+{
+    if (flags & ISO_KICK_BACKEND) {
+        uint64_t one = 1;
+        if (write(q->bkick_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+            log_warn("%s: queue %u: cannot kick the backend: %s", q->dev->name, q->index,
+                     strerror(errno));
+    }
+    if (flags & ISO_NOTIFY_GUEST)
+        virtio_pci_queue_interrupt(&q->dev->vp, q->index);
+}
+
+/* The guest's own ring is malformed: only a reset of this device cures that. */
+static void iso_guest_error(struct vdq *q, int err)
+{
+    if (q->guest_broken)
+        return;
+    q->guest_broken = true;
+    const char *why = q->iso.guest.broken_reason;
+    log_guest(LOG_WARN, "%s: queue %u: malformed guest ring (%s: %s); the device needs a reset",
+              q->dev->name, q->index, why != NULL ? why : "?", strerror(-err));
+    virtio_pci_set_needs_reset(&q->dev->vp, "malformed ring");
+}
+
+/* Complete what the backend holds, and everything the guest sends from now on, with
+ * I/O errors. */
+static void iso_fail_queue(struct vdq *q)
+{
+    if (!q->iso_started)
+        return;
+    unsigned flags = 0;
+    int r = iso_fail_inflight(&q->iso, &flags);
+    iso_apply(q, flags);
+    if (r < 0 && r != -ENODEV)
+        iso_guest_error(q, r);
+}
+
+/* The backend failed or broke the protocol. Shared: the guest's driver is told through
+ * DEVICE_NEEDS_RESET. Isolated: the VMM knows every request in flight and completes each
+ * with an I/O error, so the guest never waits for a backend that is gone. Nothing else
+ * of the VM is affected either way. */
 static void fail_backend(struct vhost_dev *d, const char *what, int err)
 {
     if (d->broken)
         return;
     d->broken = true;
-    log_error("%s: backend %s: %s; the device needs a reset", d->name, what, strerror(-err));
-    virtio_pci_set_needs_reset(&d->vp, "backend failed");
+    if (!d->isolated) {
+        log_error("%s: backend %s: %s; the device needs a reset", d->name, what, strerror(-err));
+        virtio_pci_set_needs_reset(&d->vp, "backend failed");
+        return;
+    }
+    log_error("%s: backend %s: %s; the device's requests fail with I/O errors", d->name, what,
+              strerror(-err));
+    for (unsigned i = 0; i < d->nq; i++)
+        iso_fail_queue(&d->q[i]);
+}
+
+/* Isolated mode, virtio-blk: a request the device cannot serve ends with IOERR in its
+ * status byte, the last writable byte of the chain (virtio 1.2 §5.2.6). */
+static uint32_t blk_fail(void *opaque, const struct vq_iovec *iov, unsigned nr_iov,
+                         uint64_t writable_bytes)
+{
+    (void)opaque;
+    (void)writable_bytes;
+    if (nr_iov == 0)
+        return 0;
+    const struct vq_iovec *last = &iov[nr_iov - 1];
+    ((uint8_t *)last->base)[last->len - 1] = VIRTIO_BLK_S_IOERR;
+    return 1;
+}
+
+/* Isolated mode: take what the guest made available (also kicks that came before the
+ * start, which nothing forwarded). */
+static void iso_process_kick(struct vdq *q)
+{
+    if (!q->iso_started)
+        return;
+    unsigned flags = 0;
+    int r = iso_guest_kick(&q->iso, &flags);
+    iso_apply(q, flags);
+    if (r < 0 && r != -ENODEV)
+        iso_guest_error(q, r);
+}
+
+static void on_iso_kick(void *opaque, uint32_t events)
+{
+    struct vdq *q = opaque;
+    uint64_t v;
+    (void)events;
+    if (read(q->kick_fd, &v, sizeof(v)) != (ssize_t)sizeof(v))
+        return;
+    iso_process_kick(q);
+}
+
+static void on_iso_call(void *opaque, uint32_t events)
+{
+    struct vdq *q = opaque;
+    uint64_t v;
+    (void)events;
+    if (read(q->call_fd, &v, sizeof(v)) != (ssize_t)sizeof(v) || !q->iso_started)
+        return;
+    unsigned flags = 0;
+    int r = iso_backend_call(&q->iso, &flags);
+    iso_apply(q, flags);
+    if (r == -EREMOTEIO) {
+        const char *why = q->iso.shadow.broken_reason;
+        log_error("%s: queue %u: backend broke the shadow ring: %s", q->dev->name, q->index,
+                  why != NULL ? why : "?");
+        fail_backend(q->dev, "broke the protocol", r);
+    } else if (r < 0 && r != -ENODEV) {
+        iso_guest_error(q, r);
+    }
 }
 
 /* Shared mode: the backend gets guest RAM, one region per RAM region of the VM. */
@@ -331,8 +471,69 @@ static int send_mem_table(struct vhost_dev *d)
     return vhost_fe_set_mem_table(&d->fe, regions, n);
 }
 
+/* Isolated mode: the backend gets the bounce region and shadow rings in it; the guest's
+ * queues are served by the device thread. */
+static void do_start_isolated(struct vhost_dev *d)
+{
+    /* The shadow side negotiates with the backend only what it offered; the request-size
+     * limits the guest may have accepted are the VMM's own. */
+    uint64_t bf = d->features & d->fe.backend_features;
+    int r = 0;
+    if (!d->broken) {
+        r = vhost_fe_set_features(&d->fe, bf);
+        struct vhost_fe_region region = {
+            .gpa = ISO_BOUNCE_GPA, .size = d->bounce.size, .fd = d->bounce.fd, .offset = 0};
+        if (r == 0)
+            r = vhost_fe_set_mem_table(&d->fe, &region, 1);
+    }
+    for (unsigned i = 0; i < d->nq; i++) {
+        struct vdq *q = &d->q[i];
+        if (!q->enabled || q->iso_started)
+            continue;
+        struct vq_config cfg = q->cfg;
+        cfg.features = d->features;
+        int g = iso_guest_start(&q->iso, &d->vm->mem, &cfg);
+        if (g != 0) {
+            iso_guest_error(q, g);
+            continue;
+        }
+        q->iso_started = true;
+        q->guest_broken = false;
+        if (d->broken || r != 0)
+            continue;
+        r = iso_reset_shadow(&q->iso, bf);
+        if (r != 0)
+            break;
+        const struct iso_layout *l = &q->iso.layout;
+        struct vhost_fe_vring ring = {
+            .size = l->queue_size,
+            .base = 0,
+            .desc_gpa = l->desc_addr,
+            .avail_gpa = l->avail_addr,
+            .used_gpa = l->used_addr,
+            .kick_fd = q->bkick_fd,
+            .call_fd = q->call_fd,
+            .err_fd = q->err_fd,
+        };
+        r = vhost_fe_vring_start(&d->fe, i, &ring);
+        q->running = r == 0;
+    }
+    if (r != 0)
+        fail_backend(d, "refused the device's start", r);
+    for (unsigned i = 0; i < d->nq; i++) {
+        if (d->broken)
+            iso_fail_queue(&d->q[i]);
+        else
+            iso_process_kick(&d->q[i]);
+    }
+}
+
 static void do_start(struct vhost_dev *d)
 {
+    if (d->isolated) {
+        do_start_isolated(d);
+        return;
+    }
     int r = vhost_fe_set_features(&d->fe, d->features);
     if (r == 0)
         r = send_mem_table(d);
@@ -369,11 +570,23 @@ static void do_reset(struct vhost_dev *d)
         if (r != 0)
             fail_backend(d, "did not stop a ring", r);
     }
+    /* Only now, with the backend off the shadow rings, may their requests be forgotten:
+     * it could still have written their bounce space. */
+    for (unsigned i = 0; i < d->nq; i++) {
+        if (d->q[i].iso_started) {
+            iso_stop(&d->q[i].iso);
+            d->q[i].iso_started = false;
+        }
+    }
     /* Signals of the old rings must not reach the new ones. */
     for (unsigned i = 0; i < d->nq; i++) {
         uint64_t v;
         if (read(d->q[i].kick_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
             log_debug("%s: draining a kick: %s", d->name, strerror(errno));
+        if (d->isolated) {
+            (void)!read(d->q[i].call_fd, &v, sizeof(v));
+            (void)!read(d->q[i].bkick_fd, &v, sizeof(v));
+        }
     }
     virtio_pci_reset_done(&d->vp);
 }
@@ -424,7 +637,7 @@ static void on_cmd(void *opaque, uint32_t events)
         update_watches(d);
     if (bits & CMD_RESET)
         do_reset(d);
-    if ((bits & CMD_START) && !d->broken)
+    if ((bits & CMD_START) && (!d->broken || d->isolated))
         do_start(d);
 }
 
@@ -462,6 +675,89 @@ static int make_eventfd(int *fd)
     return *fd < 0 ? -errno : 0;
 }
 
+static uint32_t get_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    for (unsigned i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* Isolated mode: every request must fit one queue's data area, or it fails. Offer the
+ * guest size_max and seg_max (the VMM enforces them whether the backend knows them or
+ * not) no larger than the backend's and small enough that the largest request fits:
+ * each data segment may cost up to ISO_DATA_ALIGN - 1 bytes of alignment padding, and
+ * the header and status take a cache line each (two pages is ample for them). */
+static void clamp_blk_limits(struct vhost_dev *d, uint64_t *features)
+{
+    uint8_t *cfg = d->fe.config;
+    uint32_t size_max = ISO_SIZE_MAX;
+    if (*features & (1ull << VIRTIO_BLK_F_SIZE_MAX)) {
+        uint32_t v = get_le32(cfg + VIRTIO_BLK_CONFIG_SIZE_MAX);
+        if (v != 0 && v < size_max)
+            size_max = v;
+    }
+    uint64_t seg_max =
+        (ISO_DATA_BYTES - 2 * ISO_DATA_ALIGN) / ((uint64_t)size_max + ISO_DATA_ALIGN);
+    if (*features & (1ull << VIRTIO_BLK_F_SEG_MAX)) {
+        uint32_t v = get_le32(cfg + VIRTIO_BLK_CONFIG_SEG_MAX);
+        if (v != 0 && v < seg_max)
+            seg_max = v;
+    }
+    /* A request's shadow chain holds its segments plus header and status. */
+    if (seg_max > VHOST_DEV_QUEUE_SIZE - 2)
+        seg_max = VHOST_DEV_QUEUE_SIZE - 2;
+    put_le32(cfg + VIRTIO_BLK_CONFIG_SIZE_MAX, size_max);
+    put_le32(cfg + VIRTIO_BLK_CONFIG_SEG_MAX, (uint32_t)seg_max);
+    uint64_t limits = 1ull << VIRTIO_BLK_F_SIZE_MAX | 1ull << VIRTIO_BLK_F_SEG_MAX;
+    d->guest_only_features = limits & ~d->fe.backend_features;
+    *features |= limits;
+}
+
+/* Isolated mode: one bounce region for the device, each queue's shadow rings and data
+ * area stacked in it, and each queue's private bookkeeping. */
+static int setup_isolated(struct vhost_dev *d)
+{
+    struct iso_layout layouts[VHOST_DEV_MAX_QUEUES];
+    uint64_t base = ISO_BOUNCE_GPA;
+    int r;
+    for (unsigned i = 0; i < d->nq; i++) {
+        if ((r = iso_compute_layout(base, VHOST_DEV_QUEUE_SIZE, ISO_DATA_BYTES, &layouts[i])) != 0)
+            return r;
+        base = layouts[i].end;
+    }
+    if ((r = bounce_create(&d->bounce, base - ISO_BOUNCE_GPA)) != 0) {
+        log_error("%s: cannot create the bounce region: %s", d->name, strerror(-r));
+        return r;
+    }
+    if ((r = guest_mem_add_region(&d->bounce_mem, ISO_BOUNCE_GPA, d->bounce.size,
+                                  d->bounce.base)) != 0)
+        return r;
+    size_t bytes = iso_storage_bytes(VHOST_DEV_QUEUE_SIZE, VHOST_DEV_QUEUE_SIZE);
+    for (unsigned i = 0; i < d->nq; i++) {
+        struct vdq *q = &d->q[i];
+        if ((q->iso_storage = calloc(1, bytes)) == NULL)
+            return -ENOMEM;
+        struct iso_params p = {
+            .bounce = &d->bounce_mem,
+            .layout = layouts[i],
+            .guest_max_size = VHOST_DEV_QUEUE_SIZE,
+            .fail = blk_fail,
+            .fail_opaque = q,
+            .storage = q->iso_storage,
+            .storage_bytes = bytes,
+        };
+        if ((r = iso_queue_init(&q->iso, &p)) != 0) {
+            log_error("%s: queue %u: isolated-mode setup: %s", d->name, i, strerror(-r));
+            return r;
+        }
+    }
+    return 0;
+}
+
 int vhost_dev_create(struct vm *vm, const struct vmm_disk *disk, unsigned index,
                      struct vhost_dev **out)
 {
@@ -471,15 +767,17 @@ int vhost_dev_create(struct vm *vm, const struct vmm_disk *disk, unsigned index,
     *out = d;
     d->vm = vm;
     d->cmd_fd = -1;
+    d->bounce.fd = -1;
+    d->isolated = disk->mode == VMM_MEM_ISOLATED;
     snprintf(d->name, sizeof(d->name), "disk%u", index);
     for (unsigned i = 0; i < VHOST_DEV_MAX_QUEUES; i++)
-        d->q[i] = (struct vdq){
-            .dev = d, .index = (uint16_t)i, .kick_fd = -1, .call_fd = -1, .err_fd = -1};
+        d->q[i] = (struct vdq){.dev = d,
+                               .index = (uint16_t)i,
+                               .kick_fd = -1,
+                               .call_fd = -1,
+                               .bkick_fd = -1,
+                               .err_fd = -1};
     vhost_fe_init(&d->fe, -1);
-    if (disk->mode != VMM_MEM_SHARED) {
-        log_error("%s: mode=isolated is not available yet in this build; use mode=shared", d->name);
-        return -ENOTSUP;
-    }
 
     int sock = -1, r;
     r = disk->path != NULL ? spawn_blk(d, disk, &sock) : connect_socket(disk->socket, &sock);
@@ -514,6 +812,11 @@ int vhost_dev_create(struct vm *vm, const struct vmm_disk *disk, unsigned index,
     if (nq == 0 || nq > VHOST_DEV_MAX_QUEUES)
         nq = nq == 0 ? 1 : VHOST_DEV_MAX_QUEUES;
     d->nq = (uint16_t)nq;
+    if (d->isolated) {
+        clamp_blk_limits(d, &features);
+        if ((r = setup_isolated(d)) != 0)
+            return r;
+    }
 
     if ((r = make_eventfd(&d->cmd_fd)) != 0)
         return r;
@@ -521,7 +824,11 @@ int vhost_dev_create(struct vm *vm, const struct vmm_disk *disk, unsigned index,
         if ((r = make_eventfd(&d->q[i].kick_fd)) != 0 ||
             (r = make_eventfd(&d->q[i].call_fd)) != 0 || (r = make_eventfd(&d->q[i].err_fd)) != 0)
             return r;
-        d->q[i].watch_call = true; /* no route yet */
+        if (d->isolated && (r = make_eventfd(&d->q[i].bkick_fd)) != 0)
+            return r;
+        /* Shared: no route yet, so the device thread forwards. Isolated: it always does,
+         * through its own handler. */
+        d->q[i].watch_call = !d->isolated;
     }
     struct virtio_pci_config cfg = {
         .name = d->name,
@@ -552,10 +859,22 @@ int vhost_dev_create(struct vm *vm, const struct vmm_disk *disk, unsigned index,
     for (unsigned i = 0; i < nq; i++) {
         if ((r = event_loop_add(&d->loop, d->q[i].err_fd, EVENT_IN, on_err, &d->q[i])) != 0)
             return r;
+        if (d->isolated &&
+            ((r = event_loop_add(&d->loop, d->q[i].kick_fd, EVENT_IN, on_iso_kick, &d->q[i])) !=
+                 0 ||
+             (r = event_loop_add(&d->loop, d->q[i].call_fd, EVENT_IN, on_iso_call, &d->q[i])) != 0))
+            return r;
     }
     update_watches(d);
-    log_info("%s: vhost-user backend %s, shared memory, %u queue(s), features %#llx", d->name,
-             disk->path != NULL ? disk->path : disk->socket, nq, (unsigned long long)features);
+    const char *backend = disk->path != NULL ? disk->path : disk->socket;
+    if (d->isolated)
+        log_info("%s: vhost-user backend %s, isolated memory (bounce region %llu MiB), %u "
+                 "queue(s), features %#llx",
+                 d->name, backend, (unsigned long long)(d->bounce.size >> 20), nq,
+                 (unsigned long long)features);
+    else
+        log_info("%s: vhost-user backend %s, shared memory, %u queue(s), features %#llx", d->name,
+                 backend, nq, (unsigned long long)features);
     return 0;
 }
 
@@ -609,7 +928,21 @@ void vhost_dev_destroy(struct vhost_dev *d)
     }
     if (d->vp_ready)
         virtio_pci_destroy(&d->vp);
+    for (unsigned i = 0; d->isolated && i < d->nq; i++) {
+        const struct iso_stats *st = &d->q[i].iso.stats;
+        if (d->q[i].iso_storage != NULL)
+            log_info("%s: queue %u: %llu requests, %llu bytes in, %llu bytes out, %llu failed, "
+                     "%llu backend kicks, %llu guest interrupts",
+                     d->name, i, (unsigned long long)st->requests, (unsigned long long)st->bytes_in,
+                     (unsigned long long)st->bytes_out, (unsigned long long)st->errors,
+                     (unsigned long long)st->backend_kicks,
+                     (unsigned long long)st->guest_interrupts);
+        free(d->q[i].iso_storage);
+    }
+    bounce_destroy(&d->bounce);
     for (unsigned i = 0; i < VHOST_DEV_MAX_QUEUES; i++) {
+        if (d->q[i].bkick_fd >= 0)
+            close(d->q[i].bkick_fd);
         if (d->q[i].kick_fd >= 0)
             close(d->q[i].kick_fd);
         if (d->q[i].call_fd >= 0)

@@ -10,8 +10,15 @@
  * addresses, and the VMM stays out of the data path: the guest's doorbells are
  * ioeventfds the backend reads, and the backend's call eventfds are irqfds on MSI routes
  * (or, while a vector is masked, watched by the device thread, which sets the pending
- * bit). vCPU threads never wait on the backend: everything that talks to it runs on the
- * device thread, and the transport's hooks only hand work over.
+ * bit). In `isolated` memory mode (the default) the backend receives only the device's
+ * bounce region (host/bounce.h, one sealed memfd described as one region at a made-up
+ * address) and shadow rings inside it; the device thread serves the guest's rings with
+ * virtio/isolated.h, copying each request in and its result out. The guest's doorbell
+ * and the backend's call are then the device thread's: it kicks the backend through an
+ * eventfd of its own and interrupts the guest through the transport. A backend that dies
+ * or breaks the protocol costs the guest I/O errors on this device only. vCPU threads
+ * never wait on the backend: everything that talks to it runs on the device thread, and
+ * the transport's hooks only hand work over.
  */
 #ifndef BULKHEAD_VMM_VHOST_DEV_H
 #define BULKHEAD_VMM_VHOST_DEV_H

@@ -85,7 +85,7 @@ img=$dir/blk.raw
 truncate -s 64M "$img"
 run_guest blk "path=$img,mode=shared"
 check_pattern "$img"
-pgrep -f "bulkhead-blk --image $img" >/dev/null && fail "bulkhead-blk outlived the VMM"
+[ -z "$(blk_pid "$img")" ] || fail "bulkhead-blk outlived the VMM"
 note "bulkhead-blk child: fio verify, ext4, flushed pattern: ok"
 
 pass "shared-mode virtio-blk with qemu-storage-daemon and bulkhead-blk"

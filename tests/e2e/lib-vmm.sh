@@ -26,3 +26,13 @@ vmm_boot() {
 count_in() {
     grep -c -F -- "$2" "$1" || true
 }
+
+# blk_pid IMG: the pid of a bulkhead-blk serving IMG, if any. (/proc is scanned by hand:
+# the test host has no pgrep.)
+blk_pid() {
+    local p cmd
+    for p in /proc/[0-9]*; do
+        cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
+        case $cmd in */bulkhead-blk\ --image\ "$1"\ *) echo "${p#/proc/}"; return ;; esac
+    done
+}

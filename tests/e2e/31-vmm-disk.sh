@@ -1,14 +1,17 @@
 #!/bin/bash
 # SPDX-License-Identifier: BSD-2-Clause
-# bulkhead-vmm's virtio-blk device in isolated memory mode (the default: the backend maps
-# only the device's bounce region, the VMM copies between the guest's rings and shadow
-# rings), with Linux's virtio_blk driver and fio in the guest, against
-#  1. qemu-storage-daemon's vhost-user-blk export (socket=...,mode=isolated), and
-#  2. bulkhead-blk started by bulkhead-vmm itself (--disk path=IMG, default mode).
+# bulkhead-vmm's virtio-blk device in both memory modes, with Linux's virtio_blk driver
+# and fio in the guest:
+#  1. qemu-storage-daemon's vhost-user-blk export (software nobody here wrote), isolated
+#     (the backend maps only the device's bounce region; the VMM copies between the
+#     guest's rings and shadow rings) and shared (standard vhost-user: it maps guest RAM);
+#  2. bulkhead-blk started by bulkhead-vmm itself (--disk path=IMG), in the default mode
+#     (isolated): while the guest runs, the backend's /proc/PID/maps must show the bounce
+#     memfd and not guest RAM;
+#  3. bulkhead-blk in shared mode.
 # In each: fio writes 16 MiB of random 4 KiB blocks with crc32c headers and reads them
-# back verified; mkfs.ext4, a file, umount, fsck clean; after the VMM exits the image
-# holds a pattern the guest wrote with O_DIRECT and fsync. While the bulkhead-blk guest
-# runs, the backend's /proc/PID/maps must show the bounce memfd and not guest RAM.
+# back verified; mkfs.ext4, a file, umount, fsck clean; after the run the image holds a
+# pattern the guest wrote with O_DIRECT and fsync.
 # timeout: 480
 # testhost-smp: 2
 set -u
@@ -50,9 +53,10 @@ sleep 4
 GUEST
 )
 
-# run_guest NAME DISK_OPTION: boot the tools guest with the disk and check the markers.
+# run_guest NAME DISK_OPTION MODE: boot the tools guest with the disk and check the
+# markers and the VMM's account of the device (MODE: isolated or shared).
 run_guest() {
-    local name=$1 disk=$2
+    local name=$1 disk=$2 mode=$3
     LOG=$E2E_LOGS/$name.log
     guest_run 300 "$LOG" "$VMM" --kernel "$GUEST_KERNEL" --initrd "$GUEST_TOOLS_INITRD" \
         --mem 512M --cpus 2 --log-level info --disk "$disk" \
@@ -63,8 +67,12 @@ run_guest() {
     expect_in "$LOG" '^fio-verified$'
     expect_in "$LOG" '^fsck-clean$'
     expect_in "$LOG" '^pattern-written$'
-    expect_in "$LOG" 'disk0: vhost-user backend .*isolated memory \(bounce region [0-9]+ MiB\)'
-    expect_in "$LOG" 'disk0: queue 0: [1-9][0-9]* requests'
+    if [ "$mode" = isolated ]; then
+        expect_in "$LOG" 'disk0: vhost-user backend .*isolated memory \(bounce region [0-9]+ MiB\)'
+        expect_in "$LOG" 'disk0: queue 0: [1-9][0-9]* requests'
+    else
+        expect_in "$LOG" 'disk0: vhost-user backend .*shared memory'
+    fi
     expect_not_in "$LOG" 'error|needs a reset'
 }
 
@@ -101,10 +109,16 @@ qemu-storage-daemon --blockdev driver=file,node-name=f0,filename="$img" \
 qsd_pid=$!
 for _ in $(seq 100); do [ -S "$dir/qsd.sock" ] && break; sleep 0.05; done
 [ -S "$dir/qsd.sock" ] || { show_log "$E2E_LOGS/qsd.log"; fail "qemu-storage-daemon did not listen"; }
-run_guest qsd-iso "socket=$dir/qsd.sock,mode=isolated"
+run_guest qsd-iso "socket=$dir/qsd.sock,mode=isolated" isolated
+check_pattern "$img"
+note "qemu-storage-daemon, isolated: fio verify, ext4, flushed pattern: ok"
+# The same export in shared mode (standard vhost-user: it maps guest RAM).
+truncate -s 0 "$img"
+truncate -s 64M "$img"
+run_guest qsd-shared "socket=$dir/qsd.sock,mode=shared" shared
 kill -TERM "$qsd_pid"; wait "$qsd_pid" 2>/dev/null; qsd_pid=
 check_pattern "$img"
-note "qemu-storage-daemon: fio verify, ext4, flushed pattern: ok"
+note "qemu-storage-daemon, shared: fio verify, ext4, flushed pattern: ok"
 
 # 2. bulkhead-blk, started by the VMM, in the default mode; its mappings checked live.
 img=$dir/blk.raw
@@ -113,7 +127,7 @@ maps=$dir/blk.maps
 rm -f "$E2E_LOGS/blk-iso.log" # a previous run's disk-idle must not set the watcher off
 watch_maps "$E2E_LOGS/blk-iso.log" "$img" "$maps" &
 watch_pid=$!
-run_guest blk-iso "path=$img"
+run_guest blk-iso "path=$img" isolated
 wait "$watch_pid"; watch_pid=
 check_pattern "$img"
 [ -n "$(blk_pid "$img")" ] && fail "bulkhead-blk outlived the VMM"
@@ -124,4 +138,12 @@ grep -q 'bulkhead-guest-ram' "$maps" && { show_log "$maps"; fail "bulkhead-blk m
 grep -q 'memfd:bulkhead-bounce' "$maps" || { show_log "$maps"; fail "bulkhead-blk does not map the bounce region"; }
 note "bulkhead-blk child: fio verify, ext4, flushed pattern, maps only the bounce region: ok"
 
-pass "isolated-mode virtio-blk with qemu-storage-daemon and bulkhead-blk"
+# 3. bulkhead-blk in shared mode.
+img=$dir/blk-shared.raw
+truncate -s 64M "$img"
+run_guest blk-shared "path=$img,mode=shared" shared
+check_pattern "$img"
+[ -n "$(blk_pid "$img")" ] && fail "bulkhead-blk outlived the VMM"
+note "bulkhead-blk child, shared: fio verify, ext4, flushed pattern: ok"
+
+pass "virtio-blk in isolated and shared mode with qemu-storage-daemon and bulkhead-blk"

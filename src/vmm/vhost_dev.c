@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <spawn.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -154,29 +155,39 @@ static int spawn_blk(struct vhost_dev *d, const struct vmm_disk *disk, int *sock
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
         return -errno;
-    char fdarg[16];
-    snprintf(fdarg, sizeof(fdarg), "%d", sv[1]);
+    /* The child gets its end as descriptor 3 (dup2 clears close-on-exec there only). */
+    static const char fdarg[] = "3";
     const char *level = log_get_level() >= LOG_DEBUG  ? "debug"
                         : log_get_level() >= LOG_INFO ? "info"
                                                       : "warn";
     const char *argv[] = {exe,   "--image",     disk->path, "--fd",
                           fdarg, "--log-level", level,      disk->readonly ? "--readonly" : NULL,
                           NULL};
-    pid_t pid = fork();
-    if (pid < 0) {
-        r = -errno;
+    /* posix_spawn, not fork: the VMM is multi-threaded (other devices' threads already
+     * run), and a vfork-style spawn copies no page tables of the VMM and runs nothing of
+     * it in the child before exec. */
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    sigset_t none;
+    sigemptyset(&none);
+    pid_t pid = -1;
+    r = posix_spawn_file_actions_init(&fa);
+    if (r == 0) {
+        r = posix_spawn_file_actions_adddup2(&fa, sv[1], 3);
+        if (r == 0 && (r = posix_spawnattr_init(&attr)) == 0) {
+            r = posix_spawnattr_setsigmask(&attr, &none);
+            if (r == 0)
+                r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+            if (r == 0)
+                r = posix_spawn(&pid, exe, &fa, &attr, (char *const *)argv, environ);
+            posix_spawnattr_destroy(&attr);
+        }
+        posix_spawn_file_actions_destroy(&fa);
+    }
+    if (r != 0) {
         close(sv[0]);
         close(sv[1]);
-        return r;
-    }
-    if (pid == 0) {
-        /* The child keeps only its end (made inheritable) and the standard descriptors. */
-        fcntl(sv[1], F_SETFD, 0);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        execv(exe, (char *const *)argv);
-        _exit(127);
+        return -r;
     }
     close(sv[1]);
     d->child = pid;

@@ -374,17 +374,24 @@ static void iso_guest_error(struct vdq *q, int err)
     virtio_pci_set_needs_reset(&q->dev->vp, "malformed ring");
 }
 
-/* Complete what the backend holds, and everything the guest sends from now on, with
- * I/O errors. */
-static void iso_fail_queue(struct vdq *q)
+/* Run one step of isolated mode on a started queue and act on its outcome: the
+ * notifications it asks for, and a malformed guest ring. */
+static void iso_step(struct vdq *q, int (*step)(struct iso_queue *, unsigned *))
 {
     if (!q->iso_started)
         return;
     unsigned flags = 0;
-    int r = iso_fail_inflight(&q->iso, &flags);
+    int r = step(&q->iso, &flags);
     iso_apply(q, flags);
     if (r < 0 && r != -ENODEV)
         iso_guest_error(q, r);
+}
+
+/* Complete what the backend holds, and everything the guest sends from now on, with
+ * I/O errors. */
+static void iso_fail_queue(struct vdq *q)
+{
+    iso_step(q, iso_fail_inflight);
 }
 
 /* The backend failed or broke the protocol. Shared: the guest's driver is told through
@@ -425,13 +432,7 @@ static uint32_t blk_fail(void *opaque, const struct vq_iovec *iov, unsigned nr_i
  * start, which nothing forwarded). */
 static void iso_process_kick(struct vdq *q)
 {
-    if (!q->iso_started)
-        return;
-    unsigned flags = 0;
-    int r = iso_guest_kick(&q->iso, &flags);
-    iso_apply(q, flags);
-    if (r < 0 && r != -ENODEV)
-        iso_guest_error(q, r);
+    iso_step(q, iso_guest_kick);
 }
 
 static void on_iso_kick(void *opaque, uint32_t events)

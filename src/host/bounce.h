@@ -29,6 +29,16 @@ struct bounce_region {
 int bounce_create(struct bounce_region *b, uint64_t size);
 
 /**
+ * Give the region fresh, zeroed memory at the same host address, for a new backend: the
+ * old memfd (which a backend that went away may still map and write) is closed and
+ * replaced by a new one mapped over the old range in one step, so every pointer into
+ * the region stays valid and no byte the old backend writes from now on is seen.
+ * @param b the region.
+ * @return 0, or a negative errno (the region is then unchanged).
+ */
+int bounce_renew(struct bounce_region *b);
+
+/**
  * Unmap and close.
  * @param b the region (fd -1 is ignored).
  */

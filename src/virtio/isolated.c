@@ -579,6 +579,12 @@ void iso_stop(struct iso_queue *q)
     forget_all(q);
 }
 
+void iso_detach(struct iso_queue *q)
+{
+    vq_disable(&q->shadow);
+    q->attached = false;
+}
+
 int iso_reset_shadow(struct iso_queue *q, uint64_t features)
 {
     const struct iso_layout *l = &q->layout;

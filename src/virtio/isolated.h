@@ -256,6 +256,16 @@ int iso_guest_start(struct iso_queue *q, const struct guest_mem *mem, const stru
 void iso_stop(struct iso_queue *q);
 
 /**
+ * The backend went away and another may come: take nothing more from the shadow ring
+ * and post nothing to it. Requests in flight are kept, unposted on no ring, for
+ * iso_reset_shadow() and iso_resubmit_inflight(); guest requests wait in the guest's
+ * ring meanwhile. The caller must make sure the old backend cannot signal completions
+ * that are acted on (its call eventfd is no longer read).
+ * @param q the queue.
+ */
+void iso_detach(struct iso_queue *q);
+
+/**
  * Attach a fresh shadow ring for a (re)started backend: zero the ring area and enable
  * the driver side on it. Requests in flight are kept, unposted, for
  * iso_resubmit_inflight(); leaves the failing state. Tell the backend the rings with

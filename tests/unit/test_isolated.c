@@ -1526,6 +1526,38 @@ static void test_resubmit_after_broken_backend(void **state)
     assert_int_equal(reap(), 3);
 }
 
+static void test_detach_holds_requests(void **state)
+{
+    (void)state;
+    /* The backend's connection is gone; it completed requests it may still signal. */
+    three_in_flight();
+    backend_complete_all();
+    iso_detach(&q);
+    unsigned f;
+    /* Nothing is taken from the old ring, nothing new is posted; the guest waits. */
+    assert_int_equal(iso_backend_call(&q, &f), 0);
+    assert_int_equal(f, 0u);
+    assert_int_equal(reap(), 0);
+    assert_int_equal(iso_inflight(&q), 3);
+    static const uint32_t lens[] = {512, 512};
+    uint16_t r = submit(1, 1, lens);
+    assert_int_equal(iso_guest_kick(&q, &f), 0);
+    assert_int_equal(f, 0u);
+    assert_int_equal(iso_inflight(&q), 3);
+    /* A new backend gets the three again, then the one that waited. */
+    assert_int_equal(iso_reset_shadow(&q, F_EVENT), 0);
+    backend_attach(F_EVENT);
+    assert_int_equal(iso_resubmit_inflight(&q, &f), 0);
+    assert_true(f & ISO_KICK_BACKEND);
+    assert_int_equal(q.stats.resubmitted, 3);
+    assert_int_equal(backend_pop(), 4);
+    backend_complete_all();
+    call();
+    assert_int_equal(reap(), 4);
+    assert_false(reqs[r].live);
+    assert_int_equal(q.stats.errors, 0);
+}
+
 static void test_resubmit_skips_done_and_posted(void **state)
 {
     (void)state;
@@ -1605,6 +1637,7 @@ int main(void)
         T(test_backend_scribbles_desc_and_avail),
         T(test_resubmit_after_reset),
         T(test_resubmit_after_broken_backend),
+        T(test_detach_holds_requests),
         T(test_resubmit_skips_done_and_posted),
         T(test_resubmit_reads_guest_again),
     };

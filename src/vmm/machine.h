@@ -49,6 +49,17 @@ int machine_attach_console(struct vm *vm, struct event_loop *loop);
  */
 void machine_request_shutdown(struct vm *vm);
 
+struct control_reply;
+
+/**
+ * Append the devices' counters to a control-socket reply, one line per device and per
+ * queue (`NAME key=value ...`). Runs on the main thread while the devices work: each
+ * counter is read once, so a line is a near-instant snapshot, not an atomic one.
+ * @param vm the VM.
+ * @param reply the reply.
+ */
+void machine_counters(struct vm *vm, struct control_reply *reply);
+
 /**
  * Free the devices.
  * @param vm the VM.

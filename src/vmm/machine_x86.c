@@ -282,6 +282,13 @@ void machine_request_shutdown(struct vm *vm)
     acpi_pm_press_power_button(&vm->machine->pm);
 }
 
+void machine_counters(struct vm *vm, struct control_reply *reply)
+{
+    struct machine *m = vm->machine;
+    for (unsigned i = 0; m != NULL && i < m->nr_disks; i++)
+        vhost_dev_counters(m->disks[i], reply);
+}
+
 void machine_destroy(struct vm *vm)
 {
     struct machine *m = vm->machine;

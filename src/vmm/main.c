@@ -6,6 +6,7 @@
 #include "core/log.h"
 #include "host/boot_file.h"
 #include "host/console.h"
+#include "host/control.h"
 #include "host/event_loop.h"
 #include "host/fd_nonblock.h"
 #include "platform/platform.h"
@@ -106,6 +107,25 @@ static void stop_hard(struct stopper *st, int sig, const char *why)
     vm_request_stop(st->vm, VM_STOP_SIGNAL, "%s", why);
 }
 
+/* Press the power button and give the guest --shutdown-timeout seconds; @p sig is what
+ * the exit status reports if it does not power off in time. */
+static void graceful_stop(struct stopper *st, int sig, const char *who)
+{
+    char why[128];
+    st->signal = sig;
+    struct itimerspec its = {.it_value.tv_sec = st->opts->shutdown_timeout};
+    if (timerfd_settime(st->timer_fd, 0, &its, NULL) != 0) {
+        snprintf(why, sizeof(why), "stopped by %s: no shutdown timer", who);
+        stop_hard(st, sig, why);
+        return;
+    }
+    log_info("%s: pressing the guest's power button; it has %u s to power off (a second "
+             "request stops it at once)",
+             who, st->opts->shutdown_timeout);
+    console_set_lossy(st->console);
+    machine_request_shutdown(st->vm);
+}
+
 static void on_signal(void *opaque, uint32_t events)
 {
     struct stopper *st = opaque;
@@ -122,19 +142,7 @@ static void on_signal(void *opaque, uint32_t events)
         stop_hard(st, sig, why);
         return;
     }
-    st->signal = sig;
-    struct itimerspec its = {.it_value.tv_sec = st->opts->shutdown_timeout};
-    if (timerfd_settime(st->timer_fd, 0, &its, NULL) != 0) {
-        snprintf(why, sizeof(why), "stopped by signal %d (%s): no shutdown timer", sig,
-                 signame(sig));
-        stop_hard(st, sig, why);
-        return;
-    }
-    log_info("%s: pressing the guest's power button; it has %u s to power off (a second "
-             "signal stops it at once)",
-             signame(sig), st->opts->shutdown_timeout);
-    console_set_lossy(st->console);
-    machine_request_shutdown(st->vm);
+    graceful_stop(st, sig, signame(sig));
 }
 
 static void on_shutdown_timeout(void *opaque, uint32_t events)
@@ -149,6 +157,34 @@ static void on_shutdown_timeout(void *opaque, uint32_t events)
              st->opts->shutdown_timeout, signame(st->signal));
     log_warn("%s", why);
     stop_hard(st, st->signal, why);
+}
+
+/* The control socket's commands (host/control.h); they act on the current boot's VM. */
+static void on_control(void *ctx, const char *cmd, struct control_reply *reply)
+{
+    struct stopper *st = ctx;
+    struct vm *vm = st->vm;
+    if (strcmp(cmd, "status") == 0) {
+        control_printf(reply, "ok\nstate=%s\nvcpus=%u\nmemory_mib=%llu\nuptime_ms=%.0f\n",
+                       st->signal != 0 ? "shutting-down" : "running", st->opts->cpus,
+                       (unsigned long long)(st->opts->mem_bytes >> 20), vm_ms_since_start());
+    } else if (strcmp(cmd, "counters") == 0) {
+        control_printf(reply, "ok\n");
+        machine_counters(vm, reply);
+    } else if (strcmp(cmd, "shutdown") == 0) {
+        if (st->signal == 0 && st->opts->shutdown_timeout > 0)
+            graceful_stop(st, SIGTERM, "control socket");
+        else
+            stop_hard(st, SIGTERM, "stopped through the control socket");
+        control_printf(reply, "ok\n");
+    } else if (strcmp(cmd, "stop") == 0) {
+        vm_request_stop(vm, VM_STOP_QUIT, "stopped through the control socket");
+        control_printf(reply, "ok\n");
+    } else if (strcmp(cmd, "help") == 0) {
+        control_printf(reply, "ok\nstatus\ncounters\nshutdown\nstop\nhelp\n");
+    } else {
+        control_printf(reply, "error: unknown command '%.64s' (try help)\n", cmd);
+    }
 }
 
 static void on_stop(void *opaque, uint32_t events)
@@ -261,6 +297,12 @@ int main(int argc, char **argv)
         return EXIT_VM_FAILURE;
     }
 
+    static struct control control = {.fd = -1};
+    if (opts.control != NULL && control_open(&control, opts.control, &loop, on_control, &st) != 0) {
+        console_close(&console);
+        return EXIT_USAGE;
+    }
+
     int status = EXIT_VM_FAILURE;
     for (unsigned boot = 0;; boot++) {
         struct vm vm;
@@ -308,6 +350,7 @@ int main(int argc, char **argv)
         }
         break;
     }
+    control_close(&control);
     console_close(&console);
     event_loop_destroy(&loop);
     close(st.timer_fd);

@@ -12,8 +12,10 @@ static const char usage[] =
     "usage: bulkhead-vmm --kernel PATH [--initrd PATH] [--cmdline STRING] [--mem SIZE]\n"
     "                    [--cpus N] [--serial stdio|file:PATH|unix:PATH] [--no-reboot]\n"
     "                    [--shutdown-timeout SECONDS] [--log-level error|warn|info|debug|trace]\n"
-    "                    [--disk path=IMG[,readonly=on][,mode=isolated|shared]]...\n"
-    "                    [--disk socket=PATH[,mode=isolated|shared]]...\n"
+    "                    [--disk path=IMG[,readonly=on][,queues=N][,mode=isolated|shared]\n"
+    "                                [,timeout=SECONDS]]...\n"
+    "                    [--disk socket=PATH[,mode=isolated|shared][,timeout=SECONDS]]...\n"
+    "                    [--control PATH]\n"
     "\n"
     "Runs one virtual machine. SIZE takes K, M, G or T (a bare number is MiB); default 256M.\n"
     "SIGTERM (and SIGINT unless the console is on the terminal) presses the guest's ACPI\n"
@@ -22,7 +24,9 @@ static const char usage[] =
     "Exit status: 0 guest powered off, 1 VM failure, 2 bad usage or input,\n"
     "             3 guest asked for a reset and --no-reboot was given,\n"
     "             128+N stopped at once by signal N (or its shutdown timeout).\n"
-    "With --serial stdio on a terminal, Ctrl-A x quits.\n";
+    "With --serial stdio on a terminal, Ctrl-A x quits.\n"
+    "--control PATH listens on a unix socket for one-line commands: status, counters,\n"
+    "shutdown (the power button), stop (at once), help.\n";
 
 int options_parse_size(const char *s, uint64_t *out)
 {
@@ -108,6 +112,7 @@ static enum options_result parse_disk_copy(char *copy, const char *arg, struct v
                                            char *err, size_t len)
 {
     struct vmm_disk d = {.mode = VMM_MEM_ISOLATED};
+    bool timeout_given = false;
     bool readonly_given = false;
     for (char *save = NULL, *kv = strtok_r(copy, ",", &save); kv != NULL;
          kv = strtok_r(NULL, ",", &save)) {
@@ -124,6 +129,25 @@ static enum options_result parse_disk_copy(char *copy, const char *arg, struct v
             if (strcmp(val, "on") != 0 && strcmp(val, "off") != 0)
                 return fail(err, len, "--disk: readonly=%s: expected on or off", val);
             d.readonly = strcmp(val, "on") == 0;
+        } else if (strcmp(kv, "queues") == 0 && d.queues == 0) {
+            char *end;
+            errno = 0;
+            unsigned long n = strtoul(val, &end, 10);
+            if (errno != 0 || *end != '\0' || val[0] < '0' || val[0] > '9' || n < 1 ||
+                n > VMM_MAX_DISK_QUEUES)
+                return fail(err, len, "--disk: queues=%s: expected a number from 1 to %u", val,
+                            VMM_MAX_DISK_QUEUES);
+            d.queues = (unsigned)n;
+        } else if (strcmp(kv, "timeout") == 0 && !timeout_given) {
+            char *end;
+            errno = 0;
+            unsigned long n = strtoul(val, &end, 10);
+            if (errno != 0 || *end != '\0' || val[0] < '0' || val[0] > '9' || n < 1 ||
+                n > VMM_MAX_DISK_TIMEOUT)
+                return fail(err, len, "--disk: timeout=%s: expected seconds from 1 to %u", val,
+                            VMM_MAX_DISK_TIMEOUT);
+            d.timeout = (unsigned)n;
+            timeout_given = true;
         } else if (strcmp(kv, "mode") == 0) {
             if (strcmp(val, "isolated") == 0)
                 d.mode = VMM_MEM_ISOLATED;
@@ -135,12 +159,16 @@ static enum options_result parse_disk_copy(char *copy, const char *arg, struct v
             return fail(err, len, "--disk: unknown or repeated key '%s' in '%s'", kv, arg);
         }
     }
+    if (!timeout_given)
+        d.timeout = VMM_DEFAULT_DISK_TIMEOUT;
     if ((d.path == NULL) == (d.socket == NULL))
         return fail(err, len, "--disk: give exactly one of path=IMG and socket=PATH (in '%s')",
                     arg);
     if (d.socket != NULL && readonly_given)
         return fail(err, len,
                     "--disk: readonly= applies to path= only; a socket's backend decides");
+    if (d.socket != NULL && d.queues != 0)
+        return fail(err, len, "--disk: queues= applies to path= only; a socket's backend decides");
     d.text = copy;
     o->disks[o->nr_disks++] = d;
     return OPTIONS_RUN;
@@ -177,6 +205,7 @@ enum options_result options_parse(int argc, char **argv, struct vmm_options *o, 
         OPT_LOG_LEVEL,
         OPT_SHUTDOWN_TIMEOUT,
         OPT_DISK,
+        OPT_CONTROL,
         OPT_HELP,
         OPT_VERSION
     };
@@ -191,6 +220,7 @@ enum options_result options_parse(int argc, char **argv, struct vmm_options *o, 
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT},
         {"disk", required_argument, NULL, OPT_DISK},
+        {"control", required_argument, NULL, OPT_CONTROL},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -247,6 +277,11 @@ enum options_result options_parse(int argc, char **argv, struct vmm_options *o, 
         case OPT_DISK:
             if (parse_disk(optarg, o, err, len) != OPTIONS_RUN)
                 return OPTIONS_ERROR;
+            break;
+        case OPT_CONTROL:
+            if (optarg[0] == '\0' || strlen(optarg) >= 108)
+                return fail(err, len, "--control: the path must have 1 to 107 bytes");
+            o->control = optarg;
             break;
         case OPT_SHUTDOWN_TIMEOUT: {
             char *end;

@@ -24,9 +24,20 @@ struct vmm_disk {
     const char *path;       /**< path=IMG: bulkhead-vmm starts bulkhead-blk for it; or NULL. */
     const char *socket;     /**< socket=PATH: a vhost-user-blk backend started elsewhere. */
     bool readonly;          /**< readonly=on (path= only: the backend enforces it). */
+    unsigned queues;        /**< queues=N (path= only), 0: bulkhead-blk's default (1). */
+    unsigned timeout;       /**< timeout=SECONDS: a backend holding requests without
+                                 completing any for this long is lost (isolated mode). */
     enum vmm_mem_mode mode; /**< mode=isolated|shared. */
     char *text;             /**< The option's text, cut at the commas: owns the strings. */
 };
+
+/** Default timeout= of a --disk, seconds: Linux's own default block-request timeout. */
+#define VMM_DEFAULT_DISK_TIMEOUT 30
+/** Largest timeout= of a --disk, seconds. */
+#define VMM_MAX_DISK_TIMEOUT 3600
+
+/** Most queues= of a --disk: what the VMM's virtio-blk device handles. */
+#define VMM_MAX_DISK_QUEUES 16
 
 /** Most --disk options one VM takes. */
 #define VMM_MAX_DISKS 16
@@ -45,6 +56,7 @@ struct vmm_options {
     /** --shutdown-timeout: seconds a signalled guest has to power off before it is stopped
      * hard; 0 stops at once. */
     unsigned shutdown_timeout;
+    const char *control;                  /**< --control PATH: the control socket, or NULL. */
     struct vmm_disk disks[VMM_MAX_DISKS]; /**< --disk, in command-line order. */
     unsigned nr_disks;                    /**< Entries of @c disks. */
 };

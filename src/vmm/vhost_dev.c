@@ -4,6 +4,7 @@
 #include "core/log.h"
 #include "devices/pci/pci_host.h"
 #include "host/bounce.h"
+#include "host/control.h"
 #include "host/event_loop.h"
 #include "platform/platform.h"
 #include "vhost/frontend.h"
@@ -23,8 +24,10 @@
 #include <spawn.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Virtio device ID and PCI class of a block device (virtio 1.2 §5; PCI mass storage,
@@ -32,7 +35,7 @@
 #define VIRTIO_ID_BLOCK         2
 #define PCI_CLASS_STORAGE_OTHER 0x018000
 /* Queues a disk may have; bulkhead-blk and qemu-storage-daemon offer a few. */
-#define VHOST_DEV_MAX_QUEUES 16
+#define VHOST_DEV_MAX_QUEUES VMM_MAX_DISK_QUEUES
 /* Queue Size offered to the guest. */
 #define VHOST_DEV_QUEUE_SIZE 256
 /* Bytes of virtio-blk configuration space (struct virtio_blk_config, virtio 1.2 §5.2.4). */
@@ -50,15 +53,30 @@
 /* virtio-blk status byte of a request that failed. */
 #define VIRTIO_BLK_S_IOERR 1
 
+/* Restarting a backend that failed. At most RESTART_LIMIT new backends (children started,
+ * or connections made) in RESTART_WINDOW_NS: a backend that fails at once every time,
+ * hostile or broken, is given up on quickly instead of being restarted for ever. The
+ * first retry comes after RETRY_FIRST_MS, each next one after twice as long, at most
+ * RETRY_MAX_MS. */
+#define RESTART_LIMIT     5
+#define RESTART_WINDOW_NS (60ull * 1000000000ull)
+#define RETRY_FIRST_MS    50u
+#define RETRY_MAX_MS      1000u
+/* socket=: a backend that is not back after this long has its requests failed with I/O
+ * errors (isolated mode), so the guest does not wait for ever; the VMM keeps trying to
+ * reconnect and the device works again when it is back. */
+#define ABSENT_FAIL_NS (10ull * 1000000000ull)
+
 /* Isolated mode. The bounce region sits at this address of the backend's memory view:
  * any made-up base would do (the backend never learns a guest address), and one away
  * from 0 keeps a ring from ever lying at address 0. */
 #define ISO_BOUNCE_GPA (1ull << 30)
-/* Bytes of bounce buffers per queue: a few large requests, or many small ones, in
- * flight at once. The guest's request size is capped to fit (clamp_blk_limits()). */
-#define ISO_DATA_BYTES (4ull << 20)
+/* Bytes of bounce buffers per queue: enough for eight 1 MiB requests in flight (Linux's
+ * largest by default, max_sectors_kb 1280), or many small ones. Pages are touched only as
+ * requests use them. The guest's request size is capped to fit (clamp_blk_limits()). */
+#define ISO_DATA_BYTES (8ull << 20)
 /* Largest data segment offered to the guest in isolated mode (size_max). */
-#define ISO_SIZE_MAX (64u << 10)
+#define ISO_SIZE_MAX (128u << 10)
 
 /* Feature bits a backend may offer through this VMM: the device-specific ones and the ring
  * features the transport and virtqueue code implement. Anything else (packed rings,
@@ -69,10 +87,11 @@
 
 /** Work the transport's hooks hand to the device thread. */
 enum cmd_bits {
-    CMD_START = 1u << 0, /**< DRIVER_OK: give the backend the memory table and the rings. */
-    CMD_RESET = 1u << 1, /**< The driver reset the device: stop the rings, then report. */
-    CMD_WATCH = 1u << 2, /**< A queue's irqfd was attached or detached: (un)watch its call. */
-    CMD_QUIT = 1u << 3,  /**< The VM is going away. */
+    CMD_START = 1u << 0,  /**< DRIVER_OK: give the backend the memory table and the rings. */
+    CMD_RESET = 1u << 1,  /**< The driver reset the device: stop the rings, then report. */
+    CMD_WATCH = 1u << 2,  /**< A queue's irqfd was attached or detached: (un)watch its call. */
+    CMD_QUIT = 1u << 3,   /**< The VM is going away. */
+    CMD_CONFIG = 1u << 4, /**< The driver wrote the device configuration: pass it on. */
 };
 
 /** One queue's host side. */
@@ -99,6 +118,11 @@ struct vdq {
     bool guest_broken;     /**< Device thread: the guest's ring was reported malformed. */
     struct iso_queue iso;  /**< Isolated: the guest's queue and its shadow queue. */
     void *iso_storage;     /**< Its private storage (VMM heap, out of everyone's reach). */
+    uint16_t base;         /**< Shared: where a backend starts in the avail ring. */
+    uint64_t progress_ns;  /**< Isolated: last time the backend completed a request, or had
+                                none to complete. */
+    uint64_t guest_kicks;  /**< Counter (isolated): guest doorbell writes taken. */
+    uint64_t forwarded;    /**< Counter (shared): backend calls delivered by the VMM. */
 };
 
 /** A vhost-user virtio-pci device. */
@@ -118,11 +142,28 @@ struct vhost_dev {
     bool loop_ready;                    /**< Loop initialised. */
     pthread_t thread;                   /**< The device thread. */
     bool thread_started;                /**< It was created. */
-    bool broken;                        /**< The backend failed: the device needs a reset. */
+    bool broken;                        /**< Given up on the backend for good. */
+    const struct vmm_disk *disk;        /**< The --disk option: how to reach a backend. */
+    bool connected;                     /**< fe is a live connection (else: reconnecting). */
+    bool driver_ok;                     /**< Device thread: started by the driver, not reset. */
+    bool rings_lost;                    /**< Shared: a lost backend held the guest's rings. */
+    uint64_t offered;                   /**< Device features offered to the guest. */
+    int retry_fd;                       /**< Timerfd: next restart attempt. */
+    int watch_fd;                       /**< Timerfd, isolated: each second, look for a
+                                             backend that holds requests and completes none. */
+    unsigned retry_ms;                  /**< Delay of the next attempt. */
+    uint64_t window_start_ns;           /**< Start of the current restart window. */
+    unsigned window_restarts;           /**< New backends in it. */
+    uint64_t lost_ns;                   /**< When the connection was lost. */
+    bool absent_failed;                 /**< Requests are being failed while it is absent. */
+    uint64_t restarts;                  /**< Counter: backends brought back. */
     bool isolated;                      /**< mode=isolated: the backend sees the bounce region. */
     struct bounce_region bounce;        /**< Isolated: the region the backend maps. */
     struct guest_mem bounce_mem;        /**< Isolated: its view at ISO_BOUNCE_GPA. */
     uint64_t guest_only_features;       /**< Offered to the guest, not asked of the backend. */
+    pthread_mutex_t cfg_lock;           /**< Guards cfg_written and cfg_dirty. */
+    uint8_t cfg_written[VIRTIO_BLK_CONFIG_SIZE]; /**< Bytes the driver wrote, not yet sent. */
+    uint64_t cfg_dirty;                          /**< Bit i: byte i of cfg_written is waiting. */
 };
 
 /* --- the backend's process or socket ------------------------------------------------ */
@@ -160,9 +201,12 @@ static int spawn_blk(struct vhost_dev *d, const struct vmm_disk *disk, int *sock
     const char *level = log_get_level() >= LOG_DEBUG  ? "debug"
                         : log_get_level() >= LOG_INFO ? "info"
                                                       : "warn";
-    const char *argv[] = {exe,   "--image",     disk->path, "--fd",
-                          fdarg, "--log-level", level,      disk->readonly ? "--readonly" : NULL,
-                          NULL};
+    char queues[16];
+    snprintf(queues, sizeof(queues), "%u", disk->queues != 0 ? disk->queues : 1);
+    const char *argv[] = {
+        exe,        "--image", disk->path,    "--fd", fdarg,
+        "--queues", queues,    "--log-level", level,  disk->readonly ? "--readonly" : NULL,
+        NULL};
     /* posix_spawn, not fork: the VMM is multi-threaded (other devices' threads already
      * run), and a vfork-style spawn copies no page tables of the VMM and runs nothing of
      * it in the child before exec. */
@@ -262,6 +306,24 @@ static int dev_reset(void *opaque)
     return VIRTIO_PCI_RESET_PENDING;
 }
 
+/* vCPU thread: note the bytes and let the device thread send them (SET_CONFIG waits for
+ * the backend's reply, which a vCPU must never do). virtio-blk's writable field is
+ * `writeback` (VIRTIO_BLK_F_CONFIG_WCE): the guest switching the cache mode must reach
+ * the backend, or its flushes would not mean what it thinks. */
+static void dev_config_write(void *opaque, uint32_t offset, unsigned size, uint64_t value)
+{
+    struct vhost_dev *d = opaque;
+    if (offset >= VIRTIO_BLK_CONFIG_SIZE || size > VIRTIO_BLK_CONFIG_SIZE - offset)
+        return;
+    pthread_mutex_lock(&d->cfg_lock);
+    for (unsigned i = 0; i < size; i++) {
+        d->cfg_written[offset + i] = (uint8_t)(value >> (8 * i));
+        d->cfg_dirty |= 1ull << (offset + i);
+    }
+    pthread_mutex_unlock(&d->cfg_lock);
+    post(d, CMD_CONFIG);
+}
+
 static void dev_queue_notify(void *opaque, uint16_t queue)
 {
     struct vhost_dev *d = opaque;
@@ -276,6 +338,7 @@ static const struct virtio_device_ops dev_ops = {
     .queue_enable = dev_queue_enable,
     .start = dev_start,
     .reset = dev_reset,
+    .config_write = dev_config_write,
     .queue_notify = dev_queue_notify,
 };
 
@@ -394,15 +457,25 @@ static void iso_fail_queue(struct vdq *q)
     iso_step(q, iso_fail_inflight);
 }
 
-/* The backend failed or broke the protocol. Shared: the guest's driver is told through
- * DEVICE_NEEDS_RESET. Isolated: the VMM knows every request in flight and completes each
- * with an I/O error, so the guest never waits for a backend that is gone. Nothing else
- * of the VM is affected either way. */
+static void disconnect(struct vhost_dev *d);
+static void backend_lost(struct vhost_dev *d, const char *what, int err);
+static uint64_t now_ns(void);
+static void on_socket(void *opaque, uint32_t events);
+static int make_eventfd(int *fd);
+
+/* Give up on the backend for good (it failed too often, or cannot be replaced). Shared:
+ * the guest's driver is told through DEVICE_NEEDS_RESET. Isolated: the VMM knows every
+ * request in flight and completes each with an I/O error, so the guest never waits for
+ * a backend that is gone. Nothing else of the VM is affected either way. */
 static void fail_backend(struct vhost_dev *d, const char *what, int err)
 {
     if (d->broken)
         return;
     d->broken = true;
+    if (d->connected)
+        disconnect(d);
+    struct itimerspec off = {0};
+    (void)timerfd_settime(d->retry_fd, 0, &off, NULL);
     if (!d->isolated) {
         log_error("%s: backend %s: %s; the device needs a reset", d->name, what, strerror(-err));
         virtio_pci_set_needs_reset(&d->vp, "backend failed");
@@ -442,6 +515,8 @@ static void on_iso_kick(void *opaque, uint32_t events)
     (void)events;
     if (read(q->kick_fd, &v, sizeof(v)) != (ssize_t)sizeof(v))
         return;
+    /* The eventfd counts the doorbell writes since the last read. */
+    __atomic_store_n(&q->guest_kicks, q->guest_kicks + v, __ATOMIC_RELAXED);
     iso_process_kick(q);
 }
 
@@ -453,13 +528,16 @@ static void on_iso_call(void *opaque, uint32_t events)
     if (read(q->call_fd, &v, sizeof(v)) != (ssize_t)sizeof(v) || !q->iso_started)
         return;
     unsigned flags = 0;
+    unsigned before = iso_inflight(&q->iso);
     int r = iso_backend_call(&q->iso, &flags);
+    if (iso_inflight(&q->iso) < before)
+        q->progress_ns = now_ns();
     iso_apply(q, flags);
     if (r == -EREMOTEIO) {
         const char *why = q->iso.shadow.broken_reason;
         log_error("%s: queue %u: backend broke the shadow ring: %s", q->dev->name, q->index,
                   why != NULL ? why : "?");
-        fail_backend(q->dev, "broke the protocol", r);
+        backend_lost(q->dev, "broke the protocol", r);
     } else if (r < 0 && r != -ENODEV) {
         iso_guest_error(q, r);
     }
@@ -491,7 +569,8 @@ static void do_start_isolated(struct vhost_dev *d)
      * limits the guest may have accepted are the VMM's own. */
     uint64_t bf = d->features & d->fe.backend_features;
     int r = 0;
-    if (!d->broken) {
+    d->driver_ok = true;
+    if (!d->broken && d->connected) {
         r = vhost_fe_set_features(&d->fe, bf);
         struct vhost_fe_region region = {
             .gpa = ISO_BOUNCE_GPA, .size = d->bounce.size, .fd = d->bounce.fd, .offset = 0};
@@ -511,7 +590,7 @@ static void do_start_isolated(struct vhost_dev *d)
         }
         q->iso_started = true;
         q->guest_broken = false;
-        if (d->broken || r != 0)
+        if (d->broken || !d->connected || r != 0)
             continue;
         r = iso_reset_shadow(&q->iso, bf);
         if (r != 0)
@@ -531,7 +610,7 @@ static void do_start_isolated(struct vhost_dev *d)
         q->running = r == 0;
     }
     if (r != 0)
-        fail_backend(d, "refused the device's start", r);
+        backend_lost(d, "refused the device's start", r);
     for (unsigned i = 0; i < d->nq; i++) {
         if (d->broken)
             iso_fail_queue(&d->q[i]);
@@ -540,12 +619,9 @@ static void do_start_isolated(struct vhost_dev *d)
     }
 }
 
-static void do_start(struct vhost_dev *d)
+/* Shared mode: hand the backend guest RAM and the guest's rings. */
+static void start_shared(struct vhost_dev *d)
 {
-    if (d->isolated) {
-        do_start_isolated(d);
-        return;
-    }
     int r = vhost_fe_set_features(&d->fe, d->features);
     if (r == 0)
         r = send_mem_table(d);
@@ -555,7 +631,7 @@ static void do_start(struct vhost_dev *d)
             continue;
         struct vhost_fe_vring ring = {
             .size = q->cfg.size,
-            .base = 0,
+            .base = q->base,
             .desc_gpa = q->cfg.desc_addr,
             .avail_gpa = q->cfg.avail_addr,
             .used_gpa = q->cfg.used_addr,
@@ -567,7 +643,21 @@ static void do_start(struct vhost_dev *d)
         q->running = r == 0;
     }
     if (r != 0)
-        fail_backend(d, "refused the device's start", r);
+        backend_lost(d, "refused the device's start", r);
+}
+
+static void do_start(struct vhost_dev *d)
+{
+    if (d->isolated) {
+        do_start_isolated(d);
+        return;
+    }
+    for (unsigned i = 0; i < d->nq; i++)
+        d->q[i].base = 0;
+    d->driver_ok = true;
+    /* Without a backend now, the rings start when one is back (reattach()). */
+    if (d->connected)
+        start_shared(d);
 }
 
 static void do_reset(struct vhost_dev *d)
@@ -580,8 +670,10 @@ static void do_reset(struct vhost_dev *d)
         int r = vhost_fe_vring_stop(&d->fe, i, &next);
         q->running = false;
         if (r != 0)
-            fail_backend(d, "did not stop a ring", r);
+            backend_lost(d, "did not stop a ring", r);
     }
+    d->driver_ok = false;
+    d->rings_lost = false;
     /* Only now, with the backend off the shadow rings, may their requests be forgotten:
      * it could still have written their bounce space. */
     for (unsigned i = 0; i < d->nq; i++) {
@@ -610,8 +702,10 @@ static void on_call(void *opaque, uint32_t events)
     struct vdq *q = opaque;
     uint64_t v;
     (void)events;
-    if (read(q->call_fd, &v, sizeof(v)) == (ssize_t)sizeof(v))
+    if (read(q->call_fd, &v, sizeof(v)) == (ssize_t)sizeof(v)) {
+        __atomic_store_n(&q->forwarded, q->forwarded + 1, __ATOMIC_RELAXED);
         virtio_pci_queue_interrupt(&q->dev->vp, q->index);
+    }
 }
 
 static void on_err(void *opaque, uint32_t events)
@@ -620,7 +714,7 @@ static void on_err(void *opaque, uint32_t events)
     uint64_t v;
     (void)events;
     if (read(q->err_fd, &v, sizeof(v)) == (ssize_t)sizeof(v))
-        fail_backend(q->dev, "reported a broken ring", -EIO);
+        backend_lost(q->dev, "reported a broken ring", -EIO);
 }
 
 /* Bring the loop's watch of each call eventfd in line with what the routes need. */
@@ -633,6 +727,39 @@ static void update_watches(struct vhost_dev *d)
             q->watched = event_loop_add(&d->loop, q->call_fd, EVENT_IN, on_call, q) == 0;
         else if (!want && q->watched)
             q->watched = event_loop_remove(&d->loop, q->call_fd) != 0;
+    }
+}
+
+/* Send the driver's configuration writes to the backend, a run of bytes at a time; the
+ * guest sees a value once the backend has taken it (a refused write leaves the old one). */
+static void do_config(struct vhost_dev *d)
+{
+    uint8_t bytes[VIRTIO_BLK_CONFIG_SIZE];
+    pthread_mutex_lock(&d->cfg_lock);
+    uint64_t dirty = d->cfg_dirty;
+    memcpy(bytes, d->cfg_written, sizeof(bytes));
+    d->cfg_dirty = 0;
+    pthread_mutex_unlock(&d->cfg_lock);
+    for (unsigned i = 0; i < VIRTIO_BLK_CONFIG_SIZE && d->connected && !d->broken;) {
+        if (!(dirty & (1ull << i))) {
+            i++;
+            continue;
+        }
+        unsigned n = 1;
+        while (i + n < VIRTIO_BLK_CONFIG_SIZE && (dirty & (1ull << (i + n))))
+            n++;
+        int r = vhost_fe_set_config(&d->fe, i, bytes + i, n);
+        if (r == 0)
+            virtio_pci_config_update(&d->vp, i, bytes + i, n, false);
+        else
+            log_guest(LOG_WARN,
+                      "%s: the backend refused a configuration write (%u bytes at %u): %s", d->name,
+                      n, i, strerror(-r));
+        if (r != 0 && r != -EOPNOTSUPP && r != -EREMOTEIO && r != -EINVAL) {
+            backend_lost(d, "failed a configuration write", r);
+            return;
+        }
+        i += n;
     }
 }
 
@@ -651,6 +778,302 @@ static void on_cmd(void *opaque, uint32_t events)
         do_reset(d);
     if ((bits & CMD_START) && (!d->broken || d->isolated))
         do_start(d);
+    if (bits & CMD_CONFIG)
+        do_config(d);
+}
+
+/* --- losing a backend and bringing one back (device thread) ------------------------ */
+
+static uint64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+static void arm_retry(struct vhost_dev *d, unsigned ms)
+{
+    struct itimerspec t = {
+        .it_value = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000}};
+    if (timerfd_settime(d->retry_fd, 0, &t, NULL) != 0)
+        log_error("%s: cannot arm the restart timer: %s", d->name, strerror(errno));
+}
+
+/* The child we started is not left running or as a zombie: a backend that stopped
+ * answering is killed, one that died is reaped. */
+static void reap_child(struct vhost_dev *d)
+{
+    if (d->child <= 0)
+        return;
+    int status = 0;
+    pid_t r = waitpid(d->child, &status, WNOHANG);
+    if (r == 0) {
+        kill(d->child, SIGKILL);
+        r = waitpid(d->child, &status, 0);
+    }
+    if (r == d->child && WIFSIGNALED(status))
+        log_info("%s: bulkhead-blk %d ended by signal %d", d->name, (int)d->child,
+                 WTERMSIG(status));
+    else if (r == d->child)
+        log_info("%s: bulkhead-blk %d exited with status %d", d->name, (int)d->child,
+                 WEXITSTATUS(status));
+    d->child = 0;
+}
+
+/* Isolated mode: the eventfds a backend held are replaced, so one that went away (but may
+ * live on, with socket=) can no longer signal this device. */
+static int renew_backend_fds(struct vdq *q)
+{
+    struct vhost_dev *d = q->dev;
+    event_loop_remove(&d->loop, q->call_fd);
+    event_loop_remove(&d->loop, q->err_fd);
+    close(q->call_fd);
+    close(q->err_fd);
+    close(q->bkick_fd);
+    q->call_fd = q->err_fd = q->bkick_fd = -1;
+    int r;
+    if ((r = make_eventfd(&q->call_fd)) != 0 || (r = make_eventfd(&q->err_fd)) != 0 ||
+        (r = make_eventfd(&q->bkick_fd)) != 0)
+        return r;
+    if ((r = event_loop_add(&d->loop, q->call_fd, EVENT_IN, on_iso_call, q)) != 0)
+        return r;
+    return event_loop_add(&d->loop, q->err_fd, EVENT_IN, on_err, q);
+}
+
+/* Shared mode, a backend just lost: if every request the guest made available on this
+ * ring has been completed (used idx == avail idx, a virtio-blk request completes exactly
+ * once), nothing was lost with the backend and a new one can take the ring over from
+ * there. Otherwise which requests it held is known only to it. A request the guest
+ * adds meanwhile lies past that index, and its kick waits in the eventfd. */
+static bool shared_ring_idle(struct vhost_dev *d, struct vdq *q)
+{
+    const volatile uint8_t *avail = guest_mem_ptr(&d->vm->mem, q->cfg.avail_addr + 2, 2);
+    const volatile uint8_t *used = guest_mem_ptr(&d->vm->mem, q->cfg.used_addr + 2, 2);
+    if (avail == NULL || used == NULL)
+        return false;
+    uint16_t u = (uint16_t)(used[0] | used[1] << 8);
+    uint16_t a = (uint16_t)(avail[0] | avail[1] << 8);
+    if (a != u) {
+        log_warn("%s: queue %u: the lost backend held %u request(s) (avail idx %u, used idx %u)",
+                 d->name, q->index, (unsigned)(uint16_t)(a - u), a, u);
+        return false;
+    }
+    q->base = u;
+    return true;
+}
+
+/* Drop the connection (and the child). Isolated: requests in flight are kept for the
+ * next backend. */
+static void disconnect(struct vhost_dev *d)
+{
+    event_loop_remove(&d->loop, d->fe.sock);
+    vhost_fe_close(&d->fe);
+    d->connected = false;
+    reap_child(d);
+    bool renew_failed = false;
+    for (unsigned i = 0; i < d->nq; i++) {
+        struct vdq *q = &d->q[i];
+        if (!d->isolated && q->running && d->driver_ok && !shared_ring_idle(d, q))
+            d->rings_lost = true;
+        q->running = false;
+        if (!d->isolated)
+            continue;
+        if (q->iso_started)
+            iso_detach(&q->iso);
+        if (renew_backend_fds(q) != 0)
+            renew_failed = true;
+    }
+    if (renew_failed)
+        fail_backend(d, "cannot be replaced (no eventfds)", -EMFILE);
+}
+
+/* The backend died, stopped answering or broke the protocol: drop it and try a new one
+ * (path=: start bulkhead-blk again; socket=: reconnect). Isolated: its requests wait
+ * for the next backend, which gets them again. Shared: requests the backend held are
+ * lost with it, so a running device needs a reset by the guest's driver. */
+static void backend_lost(struct vhost_dev *d, const char *what, int err)
+{
+    if (d->broken || !d->connected)
+        return;
+    log_warn("%s: backend %s: %s; %s", d->name, what, strerror(-err),
+             d->disk->path != NULL ? "starting it again" : "reconnecting");
+    disconnect(d);
+    if (d->broken)
+        return;
+    if (d->rings_lost)
+        virtio_pci_set_needs_reset(&d->vp, "backend lost");
+    d->lost_ns = now_ns();
+    d->absent_failed = false;
+    arm_retry(d, d->retry_ms);
+}
+
+/* Isolated mode, a new backend: fresh bounce memory and shadow rings, and every request
+ * in flight posted again. */
+static int resume_isolated(struct vhost_dev *d)
+{
+    uint64_t bf = d->features & d->fe.backend_features;
+    int r = vhost_fe_set_features(&d->fe, bf);
+    if (r == 0 && (r = bounce_renew(&d->bounce)) != 0)
+        log_error("%s: cannot renew the bounce region: %s", d->name, strerror(-r));
+    struct vhost_fe_region region = {
+        .gpa = ISO_BOUNCE_GPA, .size = d->bounce.size, .fd = d->bounce.fd, .offset = 0};
+    if (r == 0)
+        r = vhost_fe_set_mem_table(&d->fe, &region, 1);
+    unsigned resent = 0;
+    for (unsigned i = 0; r == 0 && i < d->nq; i++) {
+        struct vdq *q = &d->q[i];
+        if (!q->iso_started)
+            continue;
+        uint64_t before = q->iso.stats.resubmitted;
+        if ((r = iso_reset_shadow(&q->iso, bf)) != 0)
+            break;
+        const struct iso_layout *l = &q->iso.layout;
+        struct vhost_fe_vring ring = {
+            .size = l->queue_size,
+            .base = 0,
+            .desc_gpa = l->desc_addr,
+            .avail_gpa = l->avail_addr,
+            .used_gpa = l->used_addr,
+            .kick_fd = q->bkick_fd,
+            .call_fd = q->call_fd,
+            .err_fd = q->err_fd,
+        };
+        if ((r = vhost_fe_vring_start(&d->fe, i, &ring)) != 0)
+            break;
+        q->running = true;
+        q->progress_ns = now_ns();
+        unsigned flags = 0;
+        int g = iso_resubmit_inflight(&q->iso, &flags);
+        iso_apply(q, flags);
+        if (g < 0 && g != -ENODEV)
+            iso_guest_error(q, g);
+        resent += (unsigned)(q->iso.stats.resubmitted - before);
+    }
+    if (r == 0)
+        log_info("%s: %u request(s) in flight sent to the new backend", d->name, resent);
+    return r;
+}
+
+/* Reach a new backend and bring it to where the device is. *reached: a backend was
+ * started or connected (it counts against the restart limit). */
+static int reattach(struct vhost_dev *d, bool *reached)
+{
+    int sock = -1;
+    int r = d->disk->path != NULL ? spawn_blk(d, d->disk, &sock)
+                                  : connect_socket(d->disk->socket, &sock);
+    *reached = r == 0;
+    if (r != 0)
+        return r;
+    vhost_fe_init(&d->fe, sock);
+    d->connected = true;
+    r = vhost_fe_handshake(&d->fe);
+    if (r == 0) {
+        /* The guest was offered features and queues; a new backend must serve them all. */
+        uint64_t need = d->offered & ~d->guest_only_features;
+        uint64_t have = vhost_fe_offer(&d->fe, PASSABLE_FEATURES);
+        if ((need & ~have) != 0) {
+            log_error("%s: the new backend lacks features %#llx the guest was offered", d->name,
+                      (unsigned long long)(need & ~have));
+            r = -ENOTSUP;
+        } else if (d->fe.max_queues != 0 && d->fe.max_queues < d->nq) {
+            log_error("%s: the new backend has %u queues, the device %u", d->name, d->fe.max_queues,
+                      d->nq);
+            r = -ENOTSUP;
+        } else if ((r = vhost_fe_get_config(&d->fe, VIRTIO_BLK_CONFIG_SIZE)) != 0) {
+            log_error("%s: the new backend gave no device configuration: %s", d->name,
+                      strerror(-r));
+        } else {
+            /* The image may have been resized while the backend was away: the guest
+             * learns through a configuration-change interrupt, as on a live resize. The
+             * rest of the configuration (limits, clamped here) stays as the guest has it. */
+            r = virtio_pci_config_update(&d->vp, 0, d->fe.config, 8, true);
+        }
+    }
+    if (r == 0)
+        r = event_loop_add(&d->loop, d->fe.sock, EVENT_IN, on_socket, d);
+    if (r == 0 && d->driver_ok && d->isolated)
+        r = resume_isolated(d);
+    if (r == 0 && d->driver_ok && !d->isolated && !d->rings_lost)
+        start_shared(d);
+    if (r != 0 && d->connected)
+        disconnect(d);
+    return r;
+}
+
+/* Isolated mode: a backend that keeps requests and completes none for --disk timeout=
+ * seconds has hung (on its storage, or on purpose); it is lost like one that died, so
+ * its requests go to a new backend or, in the end, fail. Without this, a backend that
+ * answers every message but never a request would hang the guest's I/O for ever. */
+static void on_watch(void *opaque, uint32_t events)
+{
+    struct vhost_dev *d = opaque;
+    uint64_t v;
+    (void)events;
+    if (read(d->watch_fd, &v, sizeof(v)) < 0 || d->broken || !d->connected)
+        return;
+    uint64_t now = now_ns();
+    uint64_t limit = (uint64_t)d->disk->timeout * 1000000000ull;
+    for (unsigned i = 0; i < d->nq; i++) {
+        struct vdq *q = &d->q[i];
+        if (!q->running || iso_inflight(&q->iso) == 0) {
+            q->progress_ns = now;
+            continue;
+        }
+        if (now - q->progress_ns >= limit) {
+            log_error("%s: queue %u: the backend holds %u request(s) and completed none in %u s",
+                      d->name, i, iso_inflight(&q->iso), d->disk->timeout);
+            backend_lost(d, "stopped completing requests", -ETIMEDOUT);
+            return;
+        }
+    }
+}
+
+static void on_retry(void *opaque, uint32_t events)
+{
+    struct vhost_dev *d = opaque;
+    uint64_t v;
+    (void)events;
+    if (read(d->retry_fd, &v, sizeof(v)) < 0 || d->broken || d->connected)
+        return;
+    uint64_t now = now_ns();
+    if (now - d->window_start_ns >= RESTART_WINDOW_NS) {
+        d->window_start_ns = now;
+        d->window_restarts = 0;
+    }
+    if (d->window_restarts >= RESTART_LIMIT) {
+        log_error("%s: the backend failed %u times within %llu s; giving up on it", d->name,
+                  d->window_restarts, RESTART_WINDOW_NS / 1000000000ull);
+        fail_backend(d, "failed too often", -EIO);
+        return;
+    }
+    bool reached = false;
+    int r = reattach(d, &reached);
+    if (reached)
+        d->window_restarts++;
+    if (r == 0 && d->connected) {
+        d->restarts++;
+        d->retry_ms = RETRY_FIRST_MS;
+        d->absent_failed = false;
+        log_warn("%s: backend back (restart %llu)", d->name, (unsigned long long)d->restarts);
+        return;
+    }
+    if (d->broken)
+        return;
+    if (reached)
+        log_warn("%s: the new backend failed: %s", d->name, strerror(-r));
+    else
+        log_debug("%s: backend not reachable yet: %s", d->name, strerror(-r));
+    /* Gone for a while: the guest's requests fail until it is back (isolated). */
+    if (d->isolated && !d->absent_failed && now - d->lost_ns >= ABSENT_FAIL_NS) {
+        d->absent_failed = true;
+        log_error("%s: no working backend for %llu s; requests fail with I/O errors until one "
+                  "is back",
+                  d->name, ABSENT_FAIL_NS / 1000000000ull);
+        for (unsigned i = 0; i < d->nq; i++)
+            iso_fail_queue(&d->q[i]);
+    }
+    d->retry_ms = d->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : d->retry_ms * 2;
+    arm_retry(d, d->retry_ms);
 }
 
 /* The socket is readable or hung up between requests: a backend speaks only when asked, so
@@ -660,10 +1083,8 @@ static void on_socket(void *opaque, uint32_t events)
     struct vhost_dev *d = opaque;
     (void)events;
     int r = vhost_fe_check_idle(&d->fe);
-    if (r != 0) {
-        event_loop_remove(&d->loop, d->fe.sock);
-        fail_backend(d, "connection lost", r);
-    }
+    if (r != 0)
+        backend_lost(d, "connection lost", r);
 }
 
 static void *device_thread(void *arg)
@@ -779,7 +1200,12 @@ int vhost_dev_create(struct vm *vm, const struct vmm_disk *disk, unsigned index,
     *out = d;
     d->vm = vm;
     d->cmd_fd = -1;
+    d->retry_fd = -1;
+    d->watch_fd = -1;
     d->bounce.fd = -1;
+    d->disk = disk;
+    d->retry_ms = RETRY_FIRST_MS;
+    pthread_mutex_init(&d->cfg_lock, NULL);
     d->isolated = disk->mode == VMM_MEM_ISOLATED;
     snprintf(d->name, sizeof(d->name), "disk%u", index);
     for (unsigned i = 0; i < VHOST_DEV_MAX_QUEUES; i++)
@@ -799,6 +1225,7 @@ int vhost_dev_create(struct vm *vm, const struct vmm_disk *disk, unsigned index,
         return r;
     }
     vhost_fe_init(&d->fe, sock);
+    d->connected = true;
     if ((r = vhost_fe_handshake(&d->fe)) != 0) {
         log_error("%s: the backend did not complete the vhost-user handshake: %s", d->name,
                   strerror(-r));
@@ -830,8 +1257,18 @@ int vhost_dev_create(struct vm *vm, const struct vmm_disk *disk, unsigned index,
             return r;
     }
 
+    d->offered = features;
     if ((r = make_eventfd(&d->cmd_fd)) != 0)
         return r;
+    d->retry_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+    if (d->retry_fd < 0)
+        return -errno;
+    if (d->isolated) {
+        d->watch_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+        struct itimerspec each = {.it_interval = {.tv_sec = 1}, .it_value = {.tv_sec = 1}};
+        if (d->watch_fd < 0 || timerfd_settime(d->watch_fd, 0, &each, NULL) != 0)
+            return -errno;
+    }
     for (unsigned i = 0; i < nq; i++) {
         if ((r = make_eventfd(&d->q[i].kick_fd)) != 0 ||
             (r = make_eventfd(&d->q[i].call_fd)) != 0 || (r = make_eventfd(&d->q[i].err_fd)) != 0)
@@ -866,6 +1303,8 @@ int vhost_dev_create(struct vm *vm, const struct vmm_disk *disk, unsigned index,
         return r;
     d->loop_ready = true;
     if ((r = event_loop_add(&d->loop, d->cmd_fd, EVENT_IN, on_cmd, d)) != 0 ||
+        (r = event_loop_add(&d->loop, d->retry_fd, EVENT_IN, on_retry, d)) != 0 ||
+        (d->isolated && (r = event_loop_add(&d->loop, d->watch_fd, EVENT_IN, on_watch, d)) != 0) ||
         (r = event_loop_add(&d->loop, d->fe.sock, EVENT_IN, on_socket, d)) != 0)
         return r;
     for (unsigned i = 0; i < nq; i++) {
@@ -907,6 +1346,37 @@ int vhost_dev_start(struct vhost_dev *d, struct pci_host *host)
     return r;
 }
 
+/* A counter the device thread updates, read from another thread (each read once). */
+#define LOAD(x) ((unsigned long long)__atomic_load_n(&(x), __ATOMIC_RELAXED))
+
+void vhost_dev_counters(struct vhost_dev *d, struct control_reply *reply)
+{
+    bool broken = __atomic_load_n(&d->broken, __ATOMIC_RELAXED);
+    bool connected = __atomic_load_n(&d->connected, __ATOMIC_RELAXED);
+    control_printf(reply, "%s mode=%s backend=%s restarts=%llu queues=%u\n", d->name,
+                   d->isolated ? "isolated" : "shared",
+                   broken      ? "failed"
+                   : connected ? "connected"
+                               : "reconnecting",
+                   LOAD(d->restarts), d->nq);
+    for (unsigned i = 0; i < d->nq; i++) {
+        struct vdq *q = &d->q[i];
+        if (!d->isolated) {
+            control_printf(reply, "%s.q%u forwarded_interrupts=%llu\n", d->name, i,
+                           LOAD(q->forwarded));
+            continue;
+        }
+        struct iso_stats *st = &q->iso.stats;
+        control_printf(reply,
+                       "%s.q%u guest_kicks=%llu guest_interrupts=%llu requests=%llu "
+                       "bytes_in=%llu bytes_out=%llu errors=%llu resubmitted=%llu "
+                       "backend_kicks=%llu\n",
+                       d->name, i, LOAD(q->guest_kicks), LOAD(st->guest_interrupts),
+                       LOAD(st->requests), LOAD(st->bytes_in), LOAD(st->bytes_out),
+                       LOAD(st->errors), LOAD(st->resubmitted), LOAD(st->backend_kicks));
+    }
+}
+
 void vhost_dev_destroy(struct vhost_dev *d)
 {
     if (d == NULL)
@@ -938,15 +1408,21 @@ void vhost_dev_destroy(struct vhost_dev *d)
             waitpid(d->child, &status, 0);
         }
     }
+    if (d->restarts > 0 || d->broken)
+        log_info("%s: backend restarts: %llu%s", d->name, (unsigned long long)d->restarts,
+                 d->broken ? " (then given up on)" : "");
     if (d->vp_ready)
         virtio_pci_destroy(&d->vp);
     for (unsigned i = 0; d->isolated && i < d->nq; i++) {
         const struct iso_stats *st = &d->q[i].iso.stats;
+        const struct vdq *q = &d->q[i];
         if (d->q[i].iso_storage != NULL)
             log_info("%s: queue %u: %llu requests, %llu bytes in, %llu bytes out, %llu failed, "
-                     "%llu backend kicks, %llu guest interrupts",
+                     "%llu resubmitted, %llu guest kicks, %llu backend kicks, %llu guest "
+                     "interrupts",
                      d->name, i, (unsigned long long)st->requests, (unsigned long long)st->bytes_in,
                      (unsigned long long)st->bytes_out, (unsigned long long)st->errors,
+                     (unsigned long long)st->resubmitted, (unsigned long long)q->guest_kicks,
                      (unsigned long long)st->backend_kicks,
                      (unsigned long long)st->guest_interrupts);
         free(d->q[i].iso_storage);
@@ -964,5 +1440,10 @@ void vhost_dev_destroy(struct vhost_dev *d)
     }
     if (d->cmd_fd >= 0)
         close(d->cmd_fd);
+    if (d->retry_fd >= 0)
+        close(d->retry_fd);
+    if (d->watch_fd >= 0)
+        close(d->watch_fd);
+    pthread_mutex_destroy(&d->cfg_lock);
     free(d);
 }

@@ -50,6 +50,19 @@ int vhost_dev_create(struct vm *vm, const struct vmm_disk *disk, unsigned index,
  */
 int vhost_dev_start(struct vhost_dev *d, struct pci_host *host);
 
+struct control_reply;
+
+/**
+ * Append this device's counters to a control-socket reply: a line for the device
+ * (mode, backend state, restarts) and one per queue. Isolated mode counts guest kicks,
+ * guest interrupts, requests, bytes each way, failed and resubmitted requests and
+ * backend kicks; shared mode only what passes through the VMM (interrupts it forwards
+ * while a vector is masked), the rest going straight between KVM and the backend.
+ * @param d the device.
+ * @param reply the reply.
+ */
+void vhost_dev_counters(struct vhost_dev *d, struct control_reply *reply);
+
 /**
  * Stop the I/O thread, the backend connection (and child) and free everything. The vCPU
  * threads must have stopped.

@@ -30,4 +30,7 @@ check "--cpus" --kernel "$GUEST_KERNEL" --cpus 255
 check "--serial" --kernel "$GUEST_KERNEL" --serial tcp:1
 check "--bogus" --kernel "$GUEST_KERNEL" --bogus
 check "--kernel" --mem 1G
+check "--control" --kernel "$GUEST_KERNEL" --control /etc/passwd
+check "--control" --kernel "$GUEST_KERNEL" --control /no-such-dir/vm.sock
+check "--control" --kernel "$GUEST_KERNEL" --control ""
 echo "ok: every bad input gave one line and status 2"

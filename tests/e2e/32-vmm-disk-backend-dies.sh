@@ -1,6 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: BSD-2-Clause
-# A disk whose backend dies, isolated mode: bulkhead-vmm completes the requests it held
+# A disk whose backend is gone for good, isolated mode: bulkhead-blk is killed and its
+# image removed, so every new bulkhead-blk the VMM starts fails at once. After the
+# restart limit bulkhead-vmm gives up on the backend and completes the requests it held
 # and every later one with VIRTIO_BLK_S_IOERR, so the guest's reads fail with I/O errors
 # instead of hanging its driver, and the guest and the VMM go on (the guest powers off
 # normally, status 0). The guest's other devices are not involved; the VMM logs why.
@@ -47,6 +49,7 @@ GUEST
         sleep 0.1
     done
     pid=$(blk_pid "$img")
+    rm -f "$img"
     [ -n "$pid" ] && kill -KILL "$pid" && echo "killed $pid" >"$dir/killed"
 ) &
 killer_pid=$!
@@ -62,7 +65,9 @@ expect_status $rc 0 "bulkhead-vmm"
 expect_in "$LOG" '^read-before-ok'
 expect_in "$LOG" '^read-after-failed: .*(I/O error|Input/output error)'
 expect_in "$LOG" '^guest-still-alive'
-expect_in "$LOG" "disk0: backend connection lost: .*requests fail with I/O errors"
+expect_in "$LOG" "disk0: backend connection lost: .*starting it again"
+expect_in "$LOG" "disk0: the backend failed 5 times within 60 s; giving up on it"
+expect_in "$LOG" "disk0: backend failed too often: .*requests fail with I/O errors"
 expect_in "$LOG" 'disk0: queue 0: .* [1-9][0-9]* failed'
 expect_guest_exit "$LOG" 0
 pass "backend killed: the guest's reads fail with I/O errors, guest and VMM go on"

@@ -57,6 +57,34 @@ static void test_defaults_and_full(void **state)
     assert_int_equal(o.log_level, LOG_DEBUG);
 }
 
+static void test_disks(void **state)
+{
+    (void)state;
+    struct vmm_options o;
+    char err[256];
+    char *a[] = {"vmm",
+                 "--kernel",
+                 "k",
+                 "--disk",
+                 "path=/i,readonly=on,queues=4,timeout=7",
+                 "--disk",
+                 "socket=/s,mode=shared",
+                 "--control",
+                 "/c"};
+    assert_int_equal(parse(ARGC(a), a, &o, err), OPTIONS_RUN);
+    assert_int_equal(o.nr_disks, 2);
+    assert_string_equal(o.disks[0].path, "/i");
+    assert_true(o.disks[0].readonly);
+    assert_int_equal(o.disks[0].queues, 4);
+    assert_int_equal(o.disks[0].timeout, 7);
+    assert_int_equal(o.disks[0].mode, VMM_MEM_ISOLATED);
+    assert_string_equal(o.disks[1].socket, "/s");
+    assert_int_equal(o.disks[1].queues, 0);
+    assert_int_equal(o.disks[1].timeout, VMM_DEFAULT_DISK_TIMEOUT);
+    assert_int_equal(o.disks[1].mode, VMM_MEM_SHARED);
+    assert_string_equal(o.control, "/c");
+}
+
 static void expect_error(char **argv, int argc, const char *needle)
 {
     struct vmm_options o;
@@ -94,6 +122,18 @@ static void test_errors(void **state)
     expect_error(stray, ARGC(stray), "extra");
     char *level[] = {"vmm", "--kernel", "k", "--log-level", "loud"};
     expect_error(level, ARGC(level), "loud");
+    char *control[] = {"vmm", "--kernel", "k", "--control", ""};
+    expect_error(control, ARGC(control), "--control");
+    char *q0[] = {"vmm", "--kernel", "k", "--disk", "path=/i,queues=0"};
+    expect_error(q0, ARGC(q0), "queues=0");
+    char *q17[] = {"vmm", "--kernel", "k", "--disk", "path=/i,queues=17"};
+    expect_error(q17, ARGC(q17), "queues=17");
+    char *qs[] = {"vmm", "--kernel", "k", "--disk", "socket=/s,queues=2"};
+    expect_error(qs, ARGC(qs), "queues=");
+    char *t0[] = {"vmm", "--kernel", "k", "--disk", "path=/i,timeout=0"};
+    expect_error(t0, ARGC(t0), "timeout=0");
+    char *tx[] = {"vmm", "--kernel", "k", "--disk", "path=/i,timeout=5s"};
+    expect_error(tx, ARGC(tx), "timeout=5s");
 }
 
 static void test_sizes(void **state)
@@ -119,6 +159,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_and_full),
+        cmocka_unit_test(test_disks),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_sizes),
     };

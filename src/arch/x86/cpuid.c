@@ -13,6 +13,13 @@
 #define LEAF_KVM_FEATURES    0x40000001u
 #define LEAF_AMD_ADDR_SIZES  0x80000008u
 
+/* KVM paravirtual features (leaf 0x40000001 EAX) this VMM does not offer: asynchronous
+ * page faults, in all three forms (#PF-based, the VM-exit variant, interrupt-based
+ * "page ready"). */
+#define KVM_FEATURE_ASYNC_PF        (1u << 4)
+#define KVM_FEATURE_ASYNC_PF_VMEXIT (1u << 10)
+#define KVM_FEATURE_ASYNC_PF_INT    (1u << 14)
+
 #define ECX_HYPERVISOR (1u << 31)
 #define EDX_HTT        (1u << 28)
 
@@ -43,6 +50,18 @@ static void adjust(struct x86_cpuid_entry *e, unsigned apic_id, unsigned nr_vcpu
          * each core has its own caches here, one thread per core. */
         if ((e->eax & 0x1fu) != 0)
             e->eax = (e->eax & 0x3fffu) | ((nr_vcpus - 1u) << 26);
+        break;
+    case LEAF_KVM_FEATURES:
+        /* Async page faults let the host inject page faults (and "page ready" interrupts)
+         * into the guest at any moment while it resolves one of its own, so a guest task
+         * can sleep meanwhile. They pay off only when the host swaps or migrates guest
+         * RAM, which bulkhead's locked-down memfd RAM does not plan for, and they are a
+         * known source of trouble: cloud-hypervisor and libkrun turn them off, Firecracker
+         * did on AMD. Here, 4-vCPU guests under nested SVM triple-faulted on the vCPU that
+         * takes the serial interrupts (one 60 s stress run in three) with them, and not in
+         * 19 runs without them (docs/testing.md, "Hangs"). Every other paravirtual
+         * feature stays. */
+        e->eax &= ~(KVM_FEATURE_ASYNC_PF | KVM_FEATURE_ASYNC_PF_VMEXIT | KVM_FEATURE_ASYNC_PF_INT);
         break;
     case LEAF_PMU:
         /* No virtual PMU: the guest must not program counters the VMM does not save. */

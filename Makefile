@@ -23,14 +23,17 @@ VMM_LDFLAGS ?= -static-pie -pthread
 # Everything under src/ except the program entry points forms the library that
 # the programs and the unit tests link against.
 PROG_SRCS := src/vmm/main.c src/backends/blk/main.c
-LIB_SRCS  := $(filter-out $(PROG_SRCS),$(shell find src -name '*.c' | sort))
+# Fault injection exists only in the test build bulkhead-blk-faulty (below).
+FAULT_SRCS := src/vhost/faults.c
+LIB_SRCS  := $(filter-out $(PROG_SRCS) $(FAULT_SRCS),$(shell find src -name '*.c' | sort))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 VMM_OBJS  := $(BUILD)/obj/src/vmm/main.o
 BLK_OBJS  := $(BUILD)/obj/src/backends/blk/main.o
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all vmm blk unit test check format tidy doxygen guest testhost deps clean bench demo
+.PHONY: all vmm blk faulty unit test check format tidy doxygen guest testhost deps clean bench demo \
+        bench-boot bench-io
 
 all: vmm blk
 
@@ -58,6 +61,24 @@ URING_LDLIBS := -luring
 $(BUILD)/bulkhead-blk: $(BLK_OBJS) $(BUILD)/libbulkhead.a
 	$(CC) $(ALL_CFLAGS) -o $@ $(BLK_OBJS) $(BUILD)/libbulkhead.a $(URING_LDLIBS) $(VMM_LDFLAGS)
 
+# A TEST build of bulkhead-blk that misbehaves on purpose (--fault KIND, src/vhost/faults.h),
+# for the hostile-backend tests: the same sources compiled with -DBULKHEAD_FAULTS into
+# objects of their own, plus faults.c. Nothing of it reaches bulkhead-blk or bulkhead-vmm.
+faulty: $(BUILD)/bulkhead-blk-faulty
+
+FAULTY_LIB_OBJS := $(patsubst %.c,$(BUILD)/obj-faulty/%.o,$(LIB_SRCS) $(FAULT_SRCS))
+
+$(BUILD)/obj-faulty/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -DBULKHEAD_FAULTS $(DEPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/libbulkhead-faulty.a: $(FAULTY_LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/bulkhead-blk-faulty: $(BUILD)/obj-faulty/src/backends/blk/main.o $(BUILD)/libbulkhead-faulty.a
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libbulkhead-faulty.a $(URING_LDLIBS) $(VMM_LDFLAGS)
+
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libbulkhead.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests/unit $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $< \
@@ -71,7 +92,7 @@ unit: $(UNIT_BINS)
 test:
 	tools/deps test check
 	$(MAKE) check
-	$(MAKE) vmm blk unit
+	$(MAKE) vmm blk faulty unit
 	tests/run
 
 guest:
@@ -88,10 +109,18 @@ demo:
 	$(MAKE) vmm
 	tools/demo
 
-bench:
+# Both benchmarks, each in a test host of its own; results in docs/performance.md.
+bench: bench-boot bench-io
+
+bench-boot:
 	tools/deps bench
 	$(MAKE) vmm
 	bench/boot
+
+bench-io:
+	tools/deps bench
+	$(MAKE) vmm blk
+	bench/io
 
 CHECK_SRCS = $(shell find src tests/unit -name '*.[ch]' | sort)
 
@@ -110,7 +139,8 @@ check:
 	doxygen docs/Doxyfile
 
 clean:
-	rm -rf $(BUILD)/obj $(BUILD)/tests $(BUILD)/bulkhead-vmm $(BUILD)/bulkhead-blk \
-	    $(BUILD)/libbulkhead.a
+	rm -rf $(BUILD)/obj $(BUILD)/obj-faulty $(BUILD)/tests $(BUILD)/bulkhead-vmm \
+	    $(BUILD)/bulkhead-blk $(BUILD)/bulkhead-blk-faulty $(BUILD)/libbulkhead.a \
+	    $(BUILD)/libbulkhead-faulty.a
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/obj-faulty -name '*.d' 2>/dev/null)

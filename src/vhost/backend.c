@@ -5,6 +5,9 @@
 #include "core/log.h"
 #include "vhost/vhost_user_msg.h"
 #include "virtio/virtio_ring.h"
+#ifdef BULKHEAD_FAULTS
+#include "vhost/faults.h"
+#endif
 
 #include <errno.h>
 #include <fcntl.h>
@@ -73,6 +76,9 @@ int vhost_be_init(struct vhost_be *be, int sock, const struct vhost_be_device *d
         be->queues[i].call_fd = -1;
         be->queues[i].err_fd = -1;
     }
+#ifdef BULKHEAD_FAULTS
+    faults_connection(sock);
+#endif
     return 0;
 }
 
@@ -439,6 +445,10 @@ static int get_config(struct vhost_be *be, const struct vhost_user_config *c,
     out->size = c->size;
     out->flags = c->flags;
     reply->hdr.size = VHOST_USER_CONFIG_HDR_SIZE + c->size;
+#ifdef BULKHEAD_FAULTS
+    out->size = faults_config_size(c->size); /* bytes past c->size are the reply's zeros */
+    reply->hdr.size = VHOST_USER_CONFIG_HDR_SIZE + out->size;
+#endif
     return 0;
 }
 
@@ -584,6 +594,12 @@ int vhost_be_handle_message(struct vhost_be *be)
             return send_ack(be, msg.hdr.request, false);
         return r;
     }
+#ifdef BULKHEAD_FAULTS
+    if (faults_drop_message(msg.hdr.request)) {
+        vhost_user_msg_close_fds(&msg);
+        return 0;
+    }
+#endif
 
     bool need_reply = (msg.hdr.flags & VHOST_USER_FLAG_NEED_REPLY) != 0;
     bool own = false;

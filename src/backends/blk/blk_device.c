@@ -3,6 +3,9 @@
 
 #include "core/log.h"
 #include "virtio/virtio_ring.h"
+#ifdef BULKHEAD_FAULTS
+#include "vhost/faults.h"
+#endif
 
 #include <errno.h>
 #include <stdint.h>
@@ -39,7 +42,11 @@ static void request_done(void *opaque, void *cookie, uint32_t used_len, uint8_t 
     struct blk_device_queue *q = opaque;
     (void)status;
     /* A broken or stopped ring refuses the entry; the driver must reset it anyway. */
+#ifdef BULKHEAD_FAULTS
+    (void)faults_add_used(q->vq, (uint16_t)((uint8_t *)cookie - q->heads), used_len);
+#else
     (void)vq_add_used(q->vq, (uint16_t)((uint8_t *)cookie - q->heads), used_len);
+#endif
 }
 
 /* Hand what completed to the driver: one publish and at most one notification. */
@@ -48,7 +55,11 @@ static void flush_used(struct blk_device_queue *q)
     struct blk_device *bd = q->bd;
     if (q->vq == NULL || bd->be == NULL)
         return;
+#ifdef BULKHEAD_FAULTS
+    (void)faults_publish_used(q->vq);
+#else
     (void)vq_publish_used(q->vq);
+#endif
     (void)vhost_be_queue_notify(bd->be, q->index);
 }
 

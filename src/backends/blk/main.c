@@ -12,6 +12,9 @@
 #include "backends/blk/blk_engine.h"
 #include "core/log.h"
 #include "vhost/backend.h"
+#ifdef BULKHEAD_FAULTS
+#include "vhost/faults.h"
+#endif
 
 #include <errno.h>
 #include <fcntl.h>
@@ -106,7 +109,11 @@ static int parse_options(int argc, char **argv, struct options *o)
         OPT_SOCKET,
         OPT_FD,
         OPT_LOG_LEVEL,
-        OPT_HELP
+        OPT_HELP,
+#ifdef BULKHEAD_FAULTS
+        OPT_FAULT,
+        OPT_FAULT_AFTER,
+#endif
     };
     static const struct option longopts[] = {
         {"image", required_argument, NULL, OPT_IMAGE},
@@ -118,6 +125,10 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"fd", required_argument, NULL, OPT_FD},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"help", no_argument, NULL, OPT_HELP},
+#ifdef BULKHEAD_FAULTS
+        {"fault", required_argument, NULL, OPT_FAULT},
+        {"fault-after", required_argument, NULL, OPT_FAULT_AFTER},
+#endif
         {NULL, 0, NULL, 0},
     };
     *o = (struct options){
@@ -164,7 +175,28 @@ static int parse_options(int argc, char **argv, struct options *o)
             break;
         case OPT_HELP:
             fputs(usage, stdout);
+#ifdef BULKHEAD_FAULTS
+            printf("\nTEST BUILD with fault injection (src/vhost/faults.h says what each fault "
+                   "does):\n"
+                   "  --fault KIND      misbehave this way on every connection; KIND is one of\n"
+                   "                    " FAULTS_KINDS "\n"
+                   "  --fault-after N   good completions per connection before a data-path "
+                   "fault\n"
+                   "                    (default %u)\n",
+                   FAULTS_DEFAULT_AFTER);
+#endif
             return EXIT_OK;
+#ifdef BULKHEAD_FAULTS
+        case OPT_FAULT:
+            if (faults_set(optarg) < 0)
+                return usage_error("--fault: unknown kind '%s' (one of %s)", optarg, FAULTS_KINDS);
+            break;
+        case OPT_FAULT_AFTER:
+            if (parse_uint(optarg, 0, UINT_MAX, &v) < 0)
+                return usage_error("--fault-after: '%s' is not a number", optarg);
+            faults_set_after(v);
+            break;
+#endif
         case ':':
             return usage_error("%s needs an argument", argv[prev]);
         default:

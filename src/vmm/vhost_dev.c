@@ -54,10 +54,11 @@
 #define VIRTIO_BLK_S_IOERR 1
 
 /* Restarting a backend that failed. At most RESTART_LIMIT new backends (children started,
- * or connections made) in RESTART_WINDOW_NS: a backend that fails at once every time,
- * hostile or broken, is given up on quickly instead of being restarted for ever. The
- * first retry comes after RETRY_FIRST_MS, each next one after twice as long, at most
- * RETRY_MAX_MS. */
+ * or connections made) in a row none of which lasted RESTART_WINDOW_NS: a backend that
+ * fails every time, at once or after a while (hostile, broken, hung), is given up on
+ * instead of being restarted for ever; one that served for a minute starts the count
+ * afresh. The first retry comes after RETRY_FIRST_MS, each next one after twice as long,
+ * at most RETRY_MAX_MS. */
 #define RESTART_LIMIT     5
 #define RESTART_WINDOW_NS (60ull * 1000000000ull)
 #define RETRY_FIRST_MS    50u
@@ -152,8 +153,8 @@ struct vhost_dev {
     int watch_fd;                       /**< Timerfd, isolated: each second, look for a
                                              backend that holds requests and completes none. */
     unsigned retry_ms;                  /**< Delay of the next attempt. */
-    uint64_t window_start_ns;           /**< Start of the current restart window. */
-    unsigned window_restarts;           /**< New backends in it. */
+    uint64_t connected_ns;              /**< When the current backend was reached. */
+    unsigned failures;                  /**< New backends in a row that did not last. */
     uint64_t lost_ns;                   /**< When the connection was lost. */
     bool absent_failed;                 /**< Requests are being failed while it is absent. */
     uint64_t restarts;                  /**< Counter: backends brought back. */
@@ -897,6 +898,8 @@ static void backend_lost(struct vhost_dev *d, const char *what, int err)
         return;
     log_warn("%s: backend %s: %s; %s", d->name, what, strerror(-err),
              d->disk->path != NULL ? "starting it again" : "reconnecting");
+    if (now_ns() - d->connected_ns >= RESTART_WINDOW_NS)
+        d->failures = 0;
     disconnect(d);
     if (d->broken)
         return;
@@ -966,6 +969,7 @@ static int reattach(struct vhost_dev *d, bool *reached)
         return r;
     vhost_fe_init(&d->fe, sock);
     d->connected = true;
+    d->connected_ns = now_ns();
     r = vhost_fe_handshake(&d->fe);
     if (r == 0) {
         /* The guest was offered features and queues; a new backend must serve them all. */
@@ -1036,20 +1040,16 @@ static void on_retry(void *opaque, uint32_t events)
     if (read(d->retry_fd, &v, sizeof(v)) < 0 || d->broken || d->connected)
         return;
     uint64_t now = now_ns();
-    if (now - d->window_start_ns >= RESTART_WINDOW_NS) {
-        d->window_start_ns = now;
-        d->window_restarts = 0;
-    }
-    if (d->window_restarts >= RESTART_LIMIT) {
-        log_error("%s: the backend failed %u times within %llu s; giving up on it", d->name,
-                  d->window_restarts, RESTART_WINDOW_NS / 1000000000ull);
+    if (d->failures >= RESTART_LIMIT) {
+        log_error("%s: %u new backends in a row failed within %llu s; giving up on it", d->name,
+                  d->failures, RESTART_WINDOW_NS / 1000000000ull);
         fail_backend(d, "failed too often", -EIO);
         return;
     }
     bool reached = false;
     int r = reattach(d, &reached);
     if (reached)
-        d->window_restarts++;
+        d->failures++; /* until it lasts: backend_lost() */
     if (r == 0 && d->connected) {
         d->restarts++;
         d->retry_ms = RETRY_FIRST_MS;
@@ -1226,6 +1226,7 @@ int vhost_dev_create(struct vm *vm, const struct vmm_disk *disk, unsigned index,
     }
     vhost_fe_init(&d->fe, sock);
     d->connected = true;
+    d->connected_ns = now_ns();
     if ((r = vhost_fe_handshake(&d->fe)) != 0) {
         log_error("%s: the backend did not complete the vhost-user handshake: %s", d->name,
                   strerror(-r));

@@ -66,7 +66,7 @@ expect_in "$LOG" '^read-before-ok'
 expect_in "$LOG" '^read-after-failed: .*(I/O error|Input/output error)'
 expect_in "$LOG" '^guest-still-alive'
 expect_in "$LOG" "disk0: backend connection lost: .*starting it again"
-expect_in "$LOG" "disk0: the backend failed 5 times within 60 s; giving up on it"
+expect_in "$LOG" "disk0: 5 new backends in a row failed within 60 s; giving up on it"
 expect_in "$LOG" "disk0: backend failed too often: .*requests fail with I/O errors"
 expect_in "$LOG" 'disk0: queue 0: .* [1-9][0-9]* failed'
 expect_guest_exit "$LOG" 0

@@ -89,7 +89,7 @@ rm -f "$LOG"
 ) >"$dir/killer.log" 2>&1 &
 killer_pid=$!
 guest_run 300 "$LOG" "$VMM" --kernel "$GUEST_KERNEL" --initrd "$GUEST_TOOLS_INITRD" \
-    --mem 256M --cpus 2 --log-level info --disk "path=$img" --control "$dir/control.sock" \
+    --mem 256M --cpus 1 --log-level info --disk "path=$img" --control "$dir/control.sock" \
     --cmdline "$APPEND_BASE -- $(guest_script "$script")"
 rc=$?
 wait "$killer_pid"
@@ -133,7 +133,7 @@ rm -f "$LOG" "$dir/killer.ok"
 ) >"$dir/killer.log" 2>&1 &
 killer_pid=$!
 guest_run 300 "$LOG" "$VMM" --kernel "$GUEST_KERNEL" --initrd "$GUEST_TOOLS_INITRD" \
-    --mem 256M --cpus 2 --log-level info --disk "socket=$sock" \
+    --mem 256M --cpus 1 --log-level info --disk "socket=$sock" \
     --cmdline "$APPEND_BASE -- $(guest_script "$script")"
 rc=$?
 wait "$killer_pid"
@@ -176,7 +176,7 @@ rm -f "$LOG" "$dir/killer.ok"
 ) >"$dir/killer.log" 2>&1 &
 killer_pid=$!
 guest_run 300 "$LOG" "$VMM" --kernel "$GUEST_KERNEL" --initrd "$GUEST_TOOLS_INITRD" \
-    --mem 256M --cpus 2 --log-level info --disk "path=$img,mode=shared" \
+    --mem 256M --cpus 1 --log-level info --disk "path=$img,mode=shared" \
     --cmdline "$APPEND_BASE -- $(guest_script "$script")"
 rc=$?
 wait "$killer_pid"

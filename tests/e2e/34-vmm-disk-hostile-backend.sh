@@ -10,7 +10,7 @@
 #   stall: it stops completing requests but answers every message (the VMM's request
 #   deadline, timeout=2 here, finds it).
 # It misbehaves the same way on every new connection, so bulkhead-vmm drops it, reconnects
-# (5 times within 60 s), and gives up on it.
+# (5 new backends in a row, none lasting 60 s), and gives up on it.
 #
 # Isolated mode (each fault): the VMM logs what the backend did and that it gave up on
 # disk1; the guest's fio on vdb ends with I/O errors (none hangs); a verified fio on vda
@@ -143,7 +143,7 @@ isolated() {
     local kind=$1 reason=$2 name=iso-$1
     run_guest "$name" "$kind" isolated 900 "${3:-0}"
     expect_in "$LOG" "disk1: $reason"
-    expect_in "$LOG" 'disk1: the backend failed 5 times within 60 s; giving up on it'
+    expect_in "$LOG" 'disk1: 5 new backends in a row failed within 60 s; giving up on it'
     expect_in "$LOG" 'disk1: backend failed too often: .*requests fail with I/O errors'
     expect_in "$LOG" 'disk1: queue 0: .* [1-9][0-9]* failed'
     expect_in "$LOG" '^vdb-io-eio$'

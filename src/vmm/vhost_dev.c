@@ -104,6 +104,9 @@ struct vdq {
     int call_fd;           /**< Backend's call: irqfd while routed (shared); always the
                                 device thread's (isolated). */
     int bkick_fd;          /**< Isolated: the backend's kick, written by the device thread. */
+    int irq_fd;            /**< The queue's interrupt: an irqfd on its MSI route while the
+                                vector is open, else watched by the device thread. Shared:
+                                call_fd itself; isolated: written by the device thread. */
     int err_fd;            /**< Backend reports a broken ring. */
     bool doorbell;         /**< kick_fd is registered as the doorbell at doorbell_gpa. */
     uint64_t doorbell_gpa; /**< Where. */
@@ -221,8 +224,13 @@ static int spawn_blk(struct vhost_dev *d, const struct vmm_disk *disk, int *sock
         r = posix_spawn_file_actions_adddup2(&fa, sv[1], 3);
         if (r == 0 && (r = posix_spawnattr_init(&attr)) == 0) {
             r = posix_spawnattr_setsigmask(&attr, &none);
+            /* A process group of its own: a Ctrl-C or SIGTERM meant for the VMM's group
+             * must not take the disk away from a guest that is being shut down. The
+             * child still ends with the VMM: its socket closes. */
             if (r == 0)
-                r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+                r = posix_spawnattr_setpgroup(&attr, 0);
+            if (r == 0)
+                r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
             if (r == 0)
                 r = posix_spawn(&pid, exe, &fa, &attr, (char *const *)argv, environ);
             posix_spawnattr_destroy(&attr);
@@ -352,9 +360,10 @@ static int m_msi_send(void *ctx, uint64_t addr, uint32_t data)
 static void m_queue_route(void *ctx, uint16_t queue, bool direct, uint64_t addr, uint32_t data)
 {
     struct vhost_dev *d = ctx;
-    /* Isolated: the backend's call is the device thread's, which interrupts the guest
-     * through the transport (and so honours masking); nothing goes straight to KVM. */
-    if (queue >= d->nq || d->isolated)
+    /* Both modes: the queue's interrupt eventfd becomes an irqfd while the vector is open,
+     * so KVM delivers it without a VMM thread (shared: the backend writes it; isolated: the
+     * device thread). While masked, the device thread takes it and sets the pending bit. */
+    if (queue >= d->nq)
         return;
     struct vdq *q = &d->q[queue];
     int r = 0;
@@ -366,11 +375,11 @@ static void m_queue_route(void *ctx, uint16_t queue, bool direct, uint64_t addr,
             r = plat_msi_route_update(d->vm->plat, q->gsi, addr, data);
         }
         if (r == 0 && !q->irqfd) {
-            r = plat_irq_notification_add(d->vm->plat, q->gsi, q->call_fd);
+            r = plat_irq_notification_add(d->vm->plat, q->gsi, q->irq_fd);
             q->irqfd = r == 0;
         }
     } else if (q->irqfd) {
-        r = plat_irq_notification_remove(d->vm->plat, q->gsi, q->call_fd);
+        r = plat_irq_notification_remove(d->vm->plat, q->gsi, q->irq_fd);
         q->irqfd = false;
     }
     if (r != 0)
@@ -422,8 +431,13 @@ static void iso_apply(struct vdq *q, unsigned flags)
             log_warn("%s: queue %u: cannot kick the backend: %s", q->dev->name, q->index,
                      strerror(errno));
     }
-    if (flags & ISO_NOTIFY_GUEST)
-        virtio_pci_queue_interrupt(&q->dev->vp, q->index);
+    if (flags & ISO_NOTIFY_GUEST) {
+        /* Through the queue's irqfd (or, while masked, on_call() and the transport). */
+        uint64_t one = 1;
+        if (write(q->irq_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+            log_warn("%s: queue %u: cannot interrupt the guest: %s", q->dev->name, q->index,
+                     strerror(errno));
+    }
 }
 
 /* The guest's own ring is malformed: only a reset of this device cures that. */
@@ -691,6 +705,7 @@ static void do_reset(struct vhost_dev *d)
         if (d->isolated) {
             (void)!read(d->q[i].call_fd, &v, sizeof(v));
             (void)!read(d->q[i].bkick_fd, &v, sizeof(v));
+            (void)!read(d->q[i].irq_fd, &v, sizeof(v));
         }
     }
     virtio_pci_reset_done(&d->vp);
@@ -703,7 +718,7 @@ static void on_call(void *opaque, uint32_t events)
     struct vdq *q = opaque;
     uint64_t v;
     (void)events;
-    if (read(q->call_fd, &v, sizeof(v)) == (ssize_t)sizeof(v)) {
+    if (read(q->irq_fd, &v, sizeof(v)) == (ssize_t)sizeof(v)) {
         __atomic_store_n(&q->forwarded, q->forwarded + 1, __ATOMIC_RELAXED);
         virtio_pci_queue_interrupt(&q->dev->vp, q->index);
     }
@@ -725,9 +740,9 @@ static void update_watches(struct vhost_dev *d)
         struct vdq *q = &d->q[i];
         bool want = __atomic_load_n(&q->watch_call, __ATOMIC_ACQUIRE);
         if (want && !q->watched)
-            q->watched = event_loop_add(&d->loop, q->call_fd, EVENT_IN, on_call, q) == 0;
+            q->watched = event_loop_add(&d->loop, q->irq_fd, EVENT_IN, on_call, q) == 0;
         else if (!want && q->watched)
-            q->watched = event_loop_remove(&d->loop, q->call_fd) != 0;
+            q->watched = event_loop_remove(&d->loop, q->irq_fd) != 0;
     }
 }
 
@@ -1213,6 +1228,7 @@ int vhost_dev_create(struct vm *vm, const struct vmm_disk *disk, unsigned index,
                                .index = (uint16_t)i,
                                .kick_fd = -1,
                                .call_fd = -1,
+                               .irq_fd = -1,
                                .bkick_fd = -1,
                                .err_fd = -1};
     vhost_fe_init(&d->fe, -1);
@@ -1274,11 +1290,13 @@ int vhost_dev_create(struct vm *vm, const struct vmm_disk *disk, unsigned index,
         if ((r = make_eventfd(&d->q[i].kick_fd)) != 0 ||
             (r = make_eventfd(&d->q[i].call_fd)) != 0 || (r = make_eventfd(&d->q[i].err_fd)) != 0)
             return r;
-        if (d->isolated && (r = make_eventfd(&d->q[i].bkick_fd)) != 0)
+        if (d->isolated && ((r = make_eventfd(&d->q[i].bkick_fd)) != 0 ||
+                            (r = make_eventfd(&d->q[i].irq_fd)) != 0))
             return r;
-        /* Shared: no route yet, so the device thread forwards. Isolated: it always does,
-         * through its own handler. */
-        d->q[i].watch_call = !d->isolated;
+        if (!d->isolated)
+            d->q[i].irq_fd = d->q[i].call_fd;
+        /* No route yet, so the device thread forwards the interrupts. */
+        d->q[i].watch_call = true;
     }
     struct virtio_pci_config cfg = {
         .name = d->name,
@@ -1389,7 +1407,7 @@ void vhost_dev_destroy(struct vhost_dev *d)
     for (unsigned i = 0; i < d->nq; i++) {
         struct vdq *q = &d->q[i];
         if (q->irqfd)
-            plat_irq_notification_remove(d->vm->plat, q->gsi, q->call_fd);
+            plat_irq_notification_remove(d->vm->plat, q->gsi, q->irq_fd);
         if (q->has_route)
             plat_msi_route_remove(d->vm->plat, q->gsi);
         if (q->doorbell)
@@ -1436,6 +1454,8 @@ void vhost_dev_destroy(struct vhost_dev *d)
             close(d->q[i].kick_fd);
         if (d->q[i].call_fd >= 0)
             close(d->q[i].call_fd);
+        if (d->isolated && d->q[i].irq_fd >= 0)
+            close(d->q[i].irq_fd);
         if (d->q[i].err_fd >= 0)
             close(d->q[i].err_fd);
     }

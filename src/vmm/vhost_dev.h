@@ -15,7 +15,9 @@
  * address) and shadow rings inside it; the device thread serves the guest's rings with
  * virtio/isolated.h, copying each request in and its result out. The guest's doorbell
  * and the backend's call are then the device thread's: it kicks the backend through an
- * eventfd of its own and interrupts the guest through the transport. A backend that dies
+ * eventfd of its own and interrupts the guest through the queue's own interrupt eventfd,
+ * an irqfd on the vector's MSI route as in shared mode (while the vector is masked the
+ * device thread takes it and the transport sets the pending bit). A backend that dies
  * or breaks the protocol costs the guest I/O errors on this device only. vCPU threads
  * never wait on the backend: everything that talks to it runs on the device thread, and
  * the transport's hooks only hand work over.

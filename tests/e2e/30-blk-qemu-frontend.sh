@@ -1,7 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: BSD-2-Clause
 # timeout: 540
-# testhost-smp: 2
 # bulkhead-blk against Debian's QEMU as the vhost-user frontend (vhost-user-blk-pci,
 # two queues, guest RAM in a shared memfd), on a 64 MiB raw image in a tmpfs:
 #  1. read-write: the guest sees the disk (size, serial, two hardware queues, not

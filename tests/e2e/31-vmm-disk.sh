@@ -13,7 +13,6 @@
 # back verified; mkfs.ext4, a file, umount, fsck clean; after the run the image holds a
 # pattern the guest wrote with O_DIRECT and fsync.
 # timeout: 480
-# testhost-smp: 2
 set -u
 . "$(dirname "$0")/lib-vmm.sh"
 require_file "$GUEST_TOOLS_INITRD" "$BUILD/bulkhead-blk"
@@ -59,7 +58,7 @@ run_guest() {
     local name=$1 disk=$2 mode=$3
     LOG=$E2E_LOGS/$name.log
     guest_run 300 "$LOG" "$VMM" --kernel "$GUEST_KERNEL" --initrd "$GUEST_TOOLS_INITRD" \
-        --mem 512M --cpus 1 --log-level info --disk "$disk" \
+        --mem 512M --cpus 2 --log-level info --disk "$disk" \
         --cmdline "$APPEND_BASE -- $(guest_script "$script")"
     expect_status $? 0 "bulkhead-vmm ($name)"
     expect_guest_exit "$LOG" 0

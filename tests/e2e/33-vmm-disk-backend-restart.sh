@@ -15,7 +15,6 @@
 # In 1, the counters are read through the control socket while fio runs (after the
 # second restart): the device is connected again, restarts=2, requests are counted.
 # timeout: 480
-# testhost-smp: 2
 set -u
 . "$(dirname "$0")/lib-vmm.sh"
 require_file "$GUEST_TOOLS_INITRD" "$BUILD/bulkhead-blk"
@@ -89,7 +88,7 @@ rm -f "$LOG"
 ) >"$dir/killer.log" 2>&1 &
 killer_pid=$!
 guest_run 300 "$LOG" "$VMM" --kernel "$GUEST_KERNEL" --initrd "$GUEST_TOOLS_INITRD" \
-    --mem 256M --cpus 1 --log-level info --disk "path=$img" --control "$dir/control.sock" \
+    --mem 256M --cpus 2 --log-level info --disk "path=$img" --control "$dir/control.sock" \
     --cmdline "$APPEND_BASE -- $(guest_script "$script")"
 rc=$?
 wait "$killer_pid"
@@ -133,7 +132,7 @@ rm -f "$LOG" "$dir/killer.ok"
 ) >"$dir/killer.log" 2>&1 &
 killer_pid=$!
 guest_run 300 "$LOG" "$VMM" --kernel "$GUEST_KERNEL" --initrd "$GUEST_TOOLS_INITRD" \
-    --mem 256M --cpus 1 --log-level info --disk "socket=$sock" \
+    --mem 256M --cpus 2 --log-level info --disk "socket=$sock" \
     --cmdline "$APPEND_BASE -- $(guest_script "$script")"
 rc=$?
 wait "$killer_pid"
@@ -176,7 +175,7 @@ rm -f "$LOG" "$dir/killer.ok"
 ) >"$dir/killer.log" 2>&1 &
 killer_pid=$!
 guest_run 300 "$LOG" "$VMM" --kernel "$GUEST_KERNEL" --initrd "$GUEST_TOOLS_INITRD" \
-    --mem 256M --cpus 1 --log-level info --disk "path=$img,mode=shared" \
+    --mem 256M --cpus 2 --log-level info --disk "path=$img,mode=shared" \
     --cmdline "$APPEND_BASE -- $(guest_script "$script")"
 rc=$?
 wait "$killer_pid"

@@ -8,7 +8,6 @@
 # modes) are checked. mkfs.ext4 + fsck on the same disk then checks that the data
 # path also holds together for a file system.
 # timeout: 420
-# testhost-smp: 2
 set -u
 . "$(dirname "$0")/lib-vmm.sh"
 require_file "$GUEST_TOOLS_INITRD" "$BUILD/bulkhead-blk"

@@ -57,10 +57,10 @@ static void adjust(struct x86_cpuid_entry *e, unsigned apic_id, unsigned nr_vcpu
          * can sleep meanwhile. They pay off only when the host swaps or migrates guest
          * RAM, which bulkhead's locked-down memfd RAM does not plan for, and they are a
          * known source of trouble: cloud-hypervisor and libkrun turn them off, Firecracker
-         * did on AMD. Here, 4-vCPU guests under nested SVM triple-faulted on the vCPU that
-         * takes the serial interrupts (one 60 s stress run in three) with them, and not in
-         * 19 runs without them (docs/testing.md, "Hangs"). Every other paravirtual
-         * feature stays. */
+         * did on AMD. In the 2-CPU test hosts (whose emulation is fragile under
+         * cross-CPU memory traffic, docs/testing.md "Hangs"), 4-vCPU guests with them
+         * triple-faulted in one 60 s serial stress run in three, and in none of 19
+         * without them. Every other paravirtual feature stays. */
         e->eax &= ~(KVM_FEATURE_ASYNC_PF | KVM_FEATURE_ASYNC_PF_VMEXIT | KVM_FEATURE_ASYNC_PF_INT);
         break;
     case LEAF_PMU:

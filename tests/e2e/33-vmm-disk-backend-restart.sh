@@ -11,7 +11,8 @@
 #     guest made completed): the new bulkhead-blk takes the guest's rings over where
 #     they stood, and fio runs and verifies again without the guest resetting anything.
 # In both, fio's crc32c verification of everything it wrote must pass, and the VMM must
-# say that it sent requests in flight to the new backend (so the kill hit the load).
+# say that it sent requests in flight to the new backend (so the kill hit the load: the
+# backend is stopped with SIGSTOP for 0.5 s before SIGKILL, so requests pile up).
 # In 1, the counters are read through the control socket while fio runs (after the
 # second restart): the device is connected again, restarts=2, requests are counted.
 # timeout: 480
@@ -79,7 +80,9 @@ rm -f "$LOG"
         sleep 1
         pid=$(blk_pid "$img")
         [ -n "$pid" ] || { echo "no bulkhead-blk for kill $n"; exit 1; }
-        kill -KILL "$pid" && echo "kill $n: $pid"
+        # Stopped first, so that requests pile up in flight (the guest keeps 16 queued)
+        # whatever the scheduling of the test host's CPU; then killed.
+        kill -STOP "$pid" && sleep 0.5 && kill -KILL "$pid" && echo "kill $n: $pid"
         wait_log "disk0: backend back \\(restart $n\\)" 30 || { echo "no restart $n"; exit 1; }
     done
     echo counters | socat -t 5 - "UNIX-CONNECT:$dir/control.sock" >"$dir/counters" || exit 1
@@ -122,7 +125,8 @@ rm -f "$LOG" "$dir/killer.ok"
     set +e
     wait_log '^fio-start' 120 || exit 1
     sleep 1
-    kill -KILL "$(cat "$dir/qsd.pid")" && echo "killed qemu-storage-daemon"
+    kill -STOP "$(cat "$dir/qsd.pid")" && sleep 0.5 &&
+        kill -KILL "$(cat "$dir/qsd.pid")" && echo "killed qemu-storage-daemon"
     wait_log 'disk0: backend connection lost' 30 || { echo "the VMM did not notice"; exit 1; }
     sleep 0.5
     start_qsd || { echo "qemu-storage-daemon did not listen again"; exit 1; }

@@ -108,6 +108,18 @@ static enum options_result parse_serial(const char *arg, struct vmm_options *o, 
 
 /* --disk path=IMG[,readonly=on|off][,mode=isolated|shared] or socket=PATH[,mode=...]. The
  * text is copied once and cut at the commas, so the strings live as long as the process. */
+/* A decimal number from 1 to @p max, digits only. */
+static int parse_count(const char *val, unsigned max, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(val, &end, 10);
+    if (errno != 0 || *end != '\0' || val[0] < '0' || val[0] > '9' || n < 1 || n > max)
+        return -EINVAL;
+    *out = (unsigned)n;
+    return 0;
+}
+
 static enum options_result parse_disk_copy(char *copy, const char *arg, struct vmm_options *o,
                                            char *err, size_t len)
 {
@@ -130,23 +142,13 @@ static enum options_result parse_disk_copy(char *copy, const char *arg, struct v
                 return fail(err, len, "--disk: readonly=%s: expected on or off", val);
             d.readonly = strcmp(val, "on") == 0;
         } else if (strcmp(kv, "queues") == 0 && d.queues == 0) {
-            char *end;
-            errno = 0;
-            unsigned long n = strtoul(val, &end, 10);
-            if (errno != 0 || *end != '\0' || val[0] < '0' || val[0] > '9' || n < 1 ||
-                n > VMM_MAX_DISK_QUEUES)
+            if (parse_count(val, VMM_MAX_DISK_QUEUES, &d.queues) != 0)
                 return fail(err, len, "--disk: queues=%s: expected a number from 1 to %u", val,
                             VMM_MAX_DISK_QUEUES);
-            d.queues = (unsigned)n;
         } else if (strcmp(kv, "timeout") == 0 && !timeout_given) {
-            char *end;
-            errno = 0;
-            unsigned long n = strtoul(val, &end, 10);
-            if (errno != 0 || *end != '\0' || val[0] < '0' || val[0] > '9' || n < 1 ||
-                n > VMM_MAX_DISK_TIMEOUT)
+            if (parse_count(val, VMM_MAX_DISK_TIMEOUT, &d.timeout) != 0)
                 return fail(err, len, "--disk: timeout=%s: expected seconds from 1 to %u", val,
                             VMM_MAX_DISK_TIMEOUT);
-            d.timeout = (unsigned)n;
             timeout_given = true;
         } else if (strcmp(kv, "mode") == 0) {
             if (strcmp(val, "isolated") == 0)

@@ -576,6 +576,28 @@ static int send_mem_table(struct vhost_dev *d)
     return vhost_fe_set_mem_table(&d->fe, regions, n);
 }
 
+/* Isolated mode: a fresh shadow ring for queue @p q, handed to the backend at base 0. */
+static int start_shadow(struct vhost_dev *d, struct vdq *q, uint64_t backend_features)
+{
+    int r = iso_reset_shadow(&q->iso, backend_features);
+    if (r != 0)
+        return r;
+    const struct iso_layout *l = &q->iso.layout;
+    struct vhost_fe_vring ring = {
+        .size = l->queue_size,
+        .base = 0,
+        .desc_gpa = l->desc_addr,
+        .avail_gpa = l->avail_addr,
+        .used_gpa = l->used_addr,
+        .kick_fd = q->bkick_fd,
+        .call_fd = q->call_fd,
+        .err_fd = q->err_fd,
+    };
+    r = vhost_fe_vring_start(&d->fe, q->index, &ring);
+    q->running = r == 0;
+    return r;
+}
+
 /* Isolated mode: the backend gets the bounce region and shadow rings in it; the guest's
  * queues are served by the device thread. */
 static void do_start_isolated(struct vhost_dev *d)
@@ -607,22 +629,7 @@ static void do_start_isolated(struct vhost_dev *d)
         q->guest_broken = false;
         if (d->broken || !d->connected || r != 0)
             continue;
-        r = iso_reset_shadow(&q->iso, bf);
-        if (r != 0)
-            break;
-        const struct iso_layout *l = &q->iso.layout;
-        struct vhost_fe_vring ring = {
-            .size = l->queue_size,
-            .base = 0,
-            .desc_gpa = l->desc_addr,
-            .avail_gpa = l->avail_addr,
-            .used_gpa = l->used_addr,
-            .kick_fd = q->bkick_fd,
-            .call_fd = q->call_fd,
-            .err_fd = q->err_fd,
-        };
-        r = vhost_fe_vring_start(&d->fe, i, &ring);
-        q->running = r == 0;
+        r = start_shadow(d, q, bf);
     }
     if (r != 0)
         backend_lost(d, "refused the device's start", r);
@@ -943,22 +950,8 @@ static int resume_isolated(struct vhost_dev *d)
         if (!q->iso_started)
             continue;
         uint64_t before = q->iso.stats.resubmitted;
-        if ((r = iso_reset_shadow(&q->iso, bf)) != 0)
+        if ((r = start_shadow(d, q, bf)) != 0)
             break;
-        const struct iso_layout *l = &q->iso.layout;
-        struct vhost_fe_vring ring = {
-            .size = l->queue_size,
-            .base = 0,
-            .desc_gpa = l->desc_addr,
-            .avail_gpa = l->avail_addr,
-            .used_gpa = l->used_addr,
-            .kick_fd = q->bkick_fd,
-            .call_fd = q->call_fd,
-            .err_fd = q->err_fd,
-        };
-        if ((r = vhost_fe_vring_start(&d->fe, i, &ring)) != 0)
-            break;
-        q->running = true;
         q->progress_ns = now_ns();
         unsigned flags = 0;
         int g = iso_resubmit_inflight(&q->iso, &flags);

@@ -26,8 +26,9 @@ enum event_bits {
  */
 typedef void (*event_cb)(void *opaque, uint32_t events);
 
-/** Most descriptors one loop watches. */
-#define EVENT_LOOP_MAX 64
+/** Most descriptors one loop watches: a 16-queue isolated disk's device thread watches
+ * four per queue (kick, backend call, error, interrupt while masked) and four more. */
+#define EVENT_LOOP_MAX 128
 
 /** One watched descriptor. */
 struct event_source {

@@ -2,6 +2,7 @@
 #include "vmm/vhost_dev.h"
 
 #include "core/log.h"
+#include "core/os.h"
 #include "devices/pci/pci_host.h"
 #include "host/bounce.h"
 #include "host/control.h"
@@ -474,7 +475,6 @@ static void iso_fail_queue(struct vdq *q)
 
 static void disconnect(struct vhost_dev *d);
 static void backend_lost(struct vhost_dev *d, const char *what, int err);
-static uint64_t now_ns(void);
 static void on_socket(void *opaque, uint32_t events);
 static int make_eventfd(int *fd);
 
@@ -546,7 +546,7 @@ static void on_iso_call(void *opaque, uint32_t events)
     unsigned before = iso_inflight(&q->iso);
     int r = iso_backend_call(&q->iso, &flags);
     if (iso_inflight(&q->iso) < before)
-        q->progress_ns = now_ns();
+        q->progress_ns = os_monotonic_ns();
     iso_apply(q, flags);
     if (r == -EREMOTEIO) {
         const char *why = q->iso.shadow.broken_reason;
@@ -807,13 +807,6 @@ static void on_cmd(void *opaque, uint32_t events)
 
 /* --- losing a backend and bringing one back (device thread) ------------------------ */
 
-static uint64_t now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-}
-
 static void arm_retry(struct vhost_dev *d, unsigned ms)
 {
     struct itimerspec t = {
@@ -920,14 +913,14 @@ static void backend_lost(struct vhost_dev *d, const char *what, int err)
         return;
     log_warn("%s: backend %s: %s; %s", d->name, what, strerror(-err),
              d->disk->path != NULL ? "starting it again" : "reconnecting");
-    if (now_ns() - d->connected_ns >= RESTART_WINDOW_NS)
+    if (os_monotonic_ns() - d->connected_ns >= RESTART_WINDOW_NS)
         d->failures = 0;
     disconnect(d);
     if (d->broken)
         return;
     if (d->rings_lost)
         virtio_pci_set_needs_reset(&d->vp, "backend lost");
-    d->lost_ns = now_ns();
+    d->lost_ns = os_monotonic_ns();
     d->absent_failed = false;
     arm_retry(d, d->retry_ms);
 }
@@ -952,7 +945,7 @@ static int resume_isolated(struct vhost_dev *d)
         uint64_t before = q->iso.stats.resubmitted;
         if ((r = start_shadow(d, q, bf)) != 0)
             break;
-        q->progress_ns = now_ns();
+        q->progress_ns = os_monotonic_ns();
         unsigned flags = 0;
         int g = iso_resubmit_inflight(&q->iso, &flags);
         iso_apply(q, flags);
@@ -977,7 +970,7 @@ static int reattach(struct vhost_dev *d, bool *reached)
         return r;
     vhost_fe_init(&d->fe, sock);
     d->connected = true;
-    d->connected_ns = now_ns();
+    d->connected_ns = os_monotonic_ns();
     r = vhost_fe_handshake(&d->fe);
     if (r == 0) {
         /* The guest was offered features and queues; a new backend must serve them all. */
@@ -1023,7 +1016,7 @@ static void on_watch(void *opaque, uint32_t events)
     (void)events;
     if (read(d->watch_fd, &v, sizeof(v)) < 0 || d->broken || !d->connected)
         return;
-    uint64_t now = now_ns();
+    uint64_t now = os_monotonic_ns();
     uint64_t limit = (uint64_t)d->disk->timeout * 1000000000ull;
     for (unsigned i = 0; i < d->nq; i++) {
         struct vdq *q = &d->q[i];
@@ -1047,7 +1040,7 @@ static void on_retry(void *opaque, uint32_t events)
     (void)events;
     if (read(d->retry_fd, &v, sizeof(v)) < 0 || d->broken || d->connected)
         return;
-    uint64_t now = now_ns();
+    uint64_t now = os_monotonic_ns();
     if (d->failures >= RESTART_LIMIT) {
         log_error("%s: %u new backends in a row failed within %llu s; giving up on it", d->name,
                   d->failures, RESTART_WINDOW_NS / 1000000000ull);
@@ -1235,7 +1228,7 @@ int vhost_dev_create(struct vm *vm, const struct vmm_disk *disk, unsigned index,
     }
     vhost_fe_init(&d->fe, sock);
     d->connected = true;
-    d->connected_ns = now_ns();
+    d->connected_ns = os_monotonic_ns();
     if ((r = vhost_fe_handshake(&d->fe)) != 0) {
         log_error("%s: the backend did not complete the vhost-user handshake: %s", d->name,
                   strerror(-r));

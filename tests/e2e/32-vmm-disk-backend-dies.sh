@@ -44,10 +44,7 @@ GUEST
 )
 
 (
-    for _ in $(seq 1200); do
-        grep -q '^backend-may-die' "$LOG" 2>/dev/null && break
-        sleep 0.1
-    done
+    wait_log '^backend-may-die' 120
     pid=$(blk_pid "$img")
     rm -f "$img"
     [ -n "$pid" ] && kill -KILL "$pid" && echo "killed $pid" >"$dir/killed"

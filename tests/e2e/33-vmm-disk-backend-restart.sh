@@ -45,16 +45,6 @@ fi
 GUEST
 )
 
-# wait_log PATTERN SECONDS: wait until the VM's log has a line matching PATTERN.
-wait_log() {
-    local i
-    for ((i = 0; i < $2 * 20; i++)); do
-        grep -q -E "$1" "$LOG" 2>/dev/null && return 0
-        sleep 0.05
-    done
-    return 1
-}
-
 # check_run RC RESTARTS: the common verdict of a run.
 check_run() {
     expect_status "$1" 0 "bulkhead-vmm"

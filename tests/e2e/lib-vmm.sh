@@ -27,6 +27,17 @@ count_in() {
     grep -c -F -- "$2" "$1" || true
 }
 
+# wait_log PATTERN SECONDS: wait until $LOG (the running VM's console and log) has a line
+# matching the extended regular expression PATTERN; 1 if none came within SECONDS.
+wait_log() {
+    local i
+    for ((i = 0; i < $2 * 20; i++)); do
+        grep -q -E "$1" "$LOG" 2>/dev/null && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
 # blk_pid IMG: the pid of a bulkhead-blk serving IMG, if any. (/proc is scanned by hand:
 # the test host has no pgrep.)
 blk_pid() {

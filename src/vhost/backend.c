@@ -104,6 +104,22 @@ static void process(struct vhost_be *be, unsigned index)
     }
 }
 
+bool vhost_be_ring_ready(struct vhost_be *be, unsigned index)
+{
+    if (index >= be->dev->nr_queues)
+        return false;
+    struct vhost_be_queue *q = &be->queues[index];
+    return q->started && ring_enabled(be, q) && vq_avail_peek(&q->vq);
+}
+
+int vhost_be_process(struct vhost_be *be, unsigned index)
+{
+    if (index >= be->dev->nr_queues)
+        return -EINVAL;
+    process(be, index);
+    return 0;
+}
+
 int vhost_be_queue_notify(struct vhost_be *be, unsigned index)
 {
     if (index >= be->dev->nr_queues)

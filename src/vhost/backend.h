@@ -210,6 +210,24 @@ int vhost_be_handle_message(struct vhost_be *be);
 int vhost_be_handle_kick(struct vhost_be *be, unsigned index);
 
 /**
+ * For a polling program: whether a ring is started and enabled and its driver has
+ * published chains not yet taken (vq_avail_peek(), a hint).
+ * @param be the connection state.
+ * @param index ring index.
+ * @return true when vhost_be_process() would find work; false otherwise.
+ */
+bool vhost_be_ring_ready(struct vhost_be *be, unsigned index);
+
+/**
+ * Process a ring as a kick would, without reading its kick eventfd: for a program
+ * that polls rings, and for re-arming kicks when it stops polling.
+ * @param be the connection state.
+ * @param index ring index.
+ * @return 0; -EINVAL for an index out of range.
+ */
+int vhost_be_process(struct vhost_be *be, unsigned index);
+
+/**
  * Signal a ring's call eventfd if vq_should_notify() says the driver wants it. For
  * programs that complete requests outside process_queue().
  * @param be the connection state.

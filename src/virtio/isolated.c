@@ -435,6 +435,8 @@ static int take_guest(struct iso_queue *q)
             if (r == 0)
                 return 0;
         }
+        if (q->polling)
+            return 0; /* the caller looks again soon; kicks stay off meanwhile */
         r = vq_avail_notify_enable(&q->guest);
         if (r < 0)
             return guest_error(q, r);
@@ -507,6 +509,8 @@ static int drain_used(struct iso_queue *q)
         }
         if (r < 0)
             return r;
+        if (q->polling)
+            return 0;
         r = vq_driver_used_notify_enable(&q->shadow);
         if (r <= 0)
             return r;
@@ -650,6 +654,20 @@ int iso_guest_kick(struct iso_queue *q, unsigned *flags)
     return r;
 }
 
+/* Takes the backend's completions; -EREMOTEIO when it broke the shadow ring. */
+static int backend_side(struct iso_queue *q)
+{
+    if (q->shadow.broken)
+        return -EREMOTEIO;
+    int r = drain_used(q);
+    if (r < 0) {
+        log_guest(LOG_WARN, "isolated queue: backend broke the shadow ring (%d): %s", r,
+                  q->shadow.broken_reason != NULL ? q->shadow.broken_reason : "unknown head");
+        return -EREMOTEIO;
+    }
+    return 0;
+}
+
 int iso_backend_call(struct iso_queue *q, unsigned *flags)
 {
     *flags = 0;
@@ -657,16 +675,35 @@ int iso_backend_call(struct iso_queue *q, unsigned *flags)
         return -ENODEV;
     if (!q->attached)
         return 0;
-    if (q->shadow.broken)
-        return -EREMOTEIO;
-    int r = drain_used(q);
-    if (r < 0) {
-        log_guest(LOG_WARN, "isolated queue: backend broke the shadow ring (%d): %s", r,
-                  q->shadow.broken_reason != NULL ? q->shadow.broken_reason : "unknown head");
-        finish(q, flags);
-        return -EREMOTEIO;
-    }
-    if (q->pending)
+    int r = backend_side(q);
+    if (r == 0 && q->pending)
+        r = take_guest(q);
+    finish(q, flags);
+    return r;
+}
+
+void iso_set_polling(struct iso_queue *q, bool on)
+{
+    q->polling = on;
+}
+
+bool iso_poll_ready(struct iso_queue *q)
+{
+    if (!q->started)
+        return false;
+    if (q->attached && vq_driver_used_peek(&q->shadow))
+        return true;
+    /* A pending chain waits for a completion, which the line above sees first. */
+    return !q->pending && (q->failing || shadow_usable(q)) && vq_avail_peek(&q->guest);
+}
+
+int iso_poll(struct iso_queue *q, unsigned *flags)
+{
+    *flags = 0;
+    if (!q->started)
+        return -ENODEV;
+    int r = q->attached ? backend_side(q) : 0;
+    if (r == 0)
         r = take_guest(q);
     finish(q, flags);
     return r;

@@ -196,6 +196,7 @@ struct iso_queue {
     bool started;                   /**< iso_guest_start() succeeded, no iso_stop() since. */
     bool attached;                  /**< The shadow ring is enabled (iso_reset_shadow()). */
     bool failing;                   /**< The backend is gone for good: requests fail at once. */
+    bool polling; /**< iso_set_polling(): both peers' notifications stay off after a pass. */
 
     /* Carved out of the caller's storage; each array has layout.queue_size entries
      * except iov (guest_max_size). */
@@ -312,6 +313,35 @@ int iso_guest_kick(struct iso_queue *q, unsigned *flags);
  *         errno is the guest's, as for iso_guest_kick().
  */
 int iso_backend_call(struct iso_queue *q, unsigned *flags);
+
+/**
+ * Polling mode on or off. While on, iso_guest_kick(), iso_backend_call() and iso_poll()
+ * leave the guest's kicks and the backend's interrupts suppressed after they drain a
+ * ring, so a caller that looks again within microseconds saves both sides a
+ * notification and itself a wake-up. Turning it off does not re-arm them: the caller
+ * then runs iso_guest_kick() and iso_backend_call() once, which re-arm and catch what
+ * came in between.
+ * @param q the queue.
+ * @param on the new mode.
+ */
+void iso_set_polling(struct iso_queue *q, bool on);
+
+/**
+ * Whether iso_poll() would find work: completions on the shadow ring, or guest chains
+ * that can be taken now. Loads one index of each ring, changes nothing.
+ * @param q the queue.
+ * @return true when there is work; false otherwise or when not started.
+ */
+bool iso_poll_ready(struct iso_queue *q);
+
+/**
+ * One polling pass: the backend's completions as iso_backend_call(), then the guest's
+ * chains as iso_guest_kick().
+ * @param q the queue.
+ * @param flags receives ISO_KICK_BACKEND / ISO_NOTIFY_GUEST, also on error.
+ * @return as iso_backend_call(); also a guest error of iso_guest_kick().
+ */
+int iso_poll(struct iso_queue *q, unsigned *flags);
 
 /**
  * The backend is gone for good (or not trusted any more): complete every request in

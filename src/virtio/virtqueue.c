@@ -207,6 +207,15 @@ static int refresh_avail(struct vq *vq)
     return idx != vq->last_avail;
 }
 
+bool vq_avail_peek(struct vq *vq)
+{
+    if (check_side(vq, false) < 0)
+        return false;
+    if (vq->last_avail != vq->avail_shadow)
+        return true;
+    return load16(vq, vq->avail + VIRTQ_RING_IDX_OFF) != vq->last_avail;
+}
+
 int vq_pop_avail(struct vq *vq, uint16_t *head)
 {
     int r = check_side(vq, false);
@@ -534,6 +543,15 @@ static int refresh_used(struct vq *vq)
     /* The used entries published by idx are read after it. */
     vq_barrier_acquire();
     return idx != vq->last_used;
+}
+
+bool vq_driver_used_peek(struct vq *vq)
+{
+    if (check_side(vq, true) < 0)
+        return false;
+    if (vq->last_used != vq->used_shadow)
+        return true;
+    return load16(vq, vq->used + VIRTQ_RING_IDX_OFF) != vq->last_used;
 }
 
 int vq_driver_get_used(struct vq *vq, uint16_t *id, uint32_t *len)

@@ -339,6 +339,24 @@ int vq_driver_add(struct vq *vq, const struct vq_seg *segs, unsigned nr_readable
                   unsigned nr_writable, uint16_t *head);
 
 /**
+ * Device side, for a polling device: whether the driver has published entries not yet
+ * consumed. A hint only: the index is loaded once and not kept, so the next
+ * vq_pop_avail() validates it as always; a malformed index reads as "work" and breaks
+ * the queue there.
+ * @param vq the queue.
+ * @return true when there may be work; false when none, or the queue is unusable.
+ */
+bool vq_avail_peek(struct vq *vq);
+
+/**
+ * Driver side, for a polling driver: whether the device has published used entries
+ * not yet consumed. A hint, as vq_avail_peek().
+ * @param vq the queue.
+ * @return true when there may be completions; false when none, or the queue is unusable.
+ */
+bool vq_driver_used_peek(struct vq *vq);
+
+/**
  * Driver side: whether the device wants a kick for the chains published since
  * the previous call (avail_event with EVENT_IDX, else VIRTQ_USED_F_NO_NOTIFY),
  * after a full barrier.

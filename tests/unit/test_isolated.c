@@ -1103,6 +1103,66 @@ static void test_event_idx_shadow(void **state)
     run_all();
 }
 
+/* Polling mode: after a pass, neither the guest's kicks nor the backend's interrupts
+ * are re-armed; iso_poll_ready() sees the work instead; turning polling off and running
+ * both entry points once re-arms them. */
+static void test_polling(void **state)
+{
+    (void)state;
+    setup_queues(16, F_EVENT, 16, F_EVENT, 0x10000);
+    static const uint32_t lens[] = {32, 32};
+    iso_set_polling(&q, true);
+    assert_false(iso_poll_ready(&q));
+    submit(1, 1, lens);
+    assert_true(vq_driver_should_kick(&gdrv)); /* avail_event 0 */
+    assert_true(iso_poll_ready(&q));
+    unsigned f = 0;
+    assert_int_equal(iso_poll(&q, &f), 0);
+    assert_int_equal(f, ISO_KICK_BACKEND); /* the backend does not poll */
+    assert_false(iso_poll_ready(&q));
+    assert_int_equal(backend_pop(), 1);
+    assert_int_equal(vq_avail_notify_enable(&bdev), 0);
+    backend_complete_all();
+    assert_true(vq_should_notify(&bdev)); /* used_event 0 */
+    assert_true(iso_poll_ready(&q));
+    assert_int_equal(iso_poll(&q, &f), 0);
+    assert_int_equal(f, ISO_NOTIFY_GUEST);
+    assert_int_equal(reap(), 1);
+    assert_int_equal(vq_driver_used_notify_enable(&gdrv), 0);
+
+    /* Still polling: the next request costs the guest no kick, its completion the
+     * backend no interrupt. */
+    submit(1, 1, lens);
+    assert_false(vq_driver_should_kick(&gdrv));
+    assert_true(iso_poll_ready(&q));
+    assert_int_equal(iso_poll(&q, &f), 0);
+    assert_int_equal(f, ISO_KICK_BACKEND);
+    assert_int_equal(backend_pop(), 1);
+    assert_int_equal(vq_avail_notify_enable(&bdev), 0);
+    backend_complete_all();
+    assert_false(vq_should_notify(&bdev));
+    assert_true(iso_poll_ready(&q));
+    assert_int_equal(iso_poll(&q, &f), 0);
+    assert_int_equal(f, ISO_NOTIFY_GUEST);
+    assert_int_equal(reap(), 1);
+
+    /* Off: the two entry points re-arm both sides. */
+    iso_set_polling(&q, false);
+    assert_int_equal(kick(), 0);
+    assert_int_equal(call(), 0);
+    assert_int_equal(vq_driver_used_notify_enable(&gdrv), 0);
+    submit(1, 1, lens);
+    assert_true(vq_driver_should_kick(&gdrv));
+    assert_int_equal(kick(), ISO_KICK_BACKEND);
+    assert_int_equal(backend_pop(), 1);
+    backend_complete_all();
+    assert_true(vq_should_notify(&bdev));
+    assert_int_equal(call(), ISO_NOTIFY_GUEST);
+    assert_int_equal(reap(), 1);
+    assert_false(q.guest.broken);
+    assert_false(q.shadow.broken);
+}
+
 static void test_readable_copied_once(void **state)
 {
     (void)state;
@@ -1622,6 +1682,7 @@ int main(void)
         T(test_index_wraparound),
         T(test_event_idx_guest),
         T(test_event_idx_shadow),
+        T(test_polling),
         T(test_readable_copied_once),
         T(test_shadow_not_attached),
         T(test_stop_forgets),

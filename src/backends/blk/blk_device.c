@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define BIT(n) (1ull << (n))
 
@@ -189,6 +190,8 @@ static int pump(struct blk_device_queue *q)
             return 0;
         }
         q->starved = false;
+        if (q->bd->polling)
+            return 0; /* blk_device_poll() looks again; kicks stay off meanwhile */
         r = vq_avail_notify_enable(vq);
         if (r <= 0)
             return r;
@@ -217,6 +220,7 @@ int blk_device_init(struct blk_device *bd, struct blk_image *img,
     memset(bd, 0, sizeof(*bd));
     bd->img = img;
     bd->queue_size = opts->queue_size != 0 ? opts->queue_size : BLK_DEVICE_DEFAULT_QUEUE_SIZE;
+    bd->poll_us = opts->poll_us;
     bd->dev = (struct vhost_be_device){
         .features = blk_image_features(img) | BIT(VIRTIO_F_VERSION_1) |
                     BIT(VIRTIO_F_INDIRECT_DESC) | BIT(VIRTIO_F_EVENT_IDX),
@@ -296,6 +300,7 @@ int blk_device_dispatch(struct blk_device *bd, const struct pollfd *pfd, unsigne
         for (unsigned k = 0; k < bd->dev.nr_queues; k++) {
             struct blk_device_queue *q = &bd->queues[k];
             if (q->engine != NULL && blk_engine_eventfd(q->engine) == pfd[i].fd) {
+                bd->poll_work = true;
                 on_engine(q);
                 break;
             }
@@ -313,6 +318,7 @@ int blk_device_dispatch(struct blk_device *bd, const struct pollfd *pfd, unsigne
             continue;
         for (unsigned k = 0; k < bd->dev.nr_queues; k++) {
             if (be->queues[k].kick_fd == pfd[i].fd) {
+                bd->poll_work = true;
                 (void)vhost_be_handle_kick(be, k);
                 break;
             }
@@ -334,4 +340,45 @@ int blk_device_dispatch(struct blk_device *bd, const struct pollfd *pfd, unsigne
             (void)vhost_be_handle_kick(be, i);
     }
     return bd->error;
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+bool blk_device_poll(struct blk_device *bd)
+{
+    struct vhost_be *be = bd->be;
+    if (bd->poll_us == 0 || be == NULL || bd->error != 0)
+        return false;
+    uint64_t now = now_ns();
+    if (bd->poll_work) {
+        bd->poll_work = false;
+        bd->poll_last_ns = now;
+        bd->polling = true;
+    }
+    if (!bd->polling)
+        return false;
+    for (unsigned i = 0; i < bd->dev.nr_queues; i++) {
+        struct blk_device_queue *q = &bd->queues[i];
+        if (q->engine != NULL && blk_engine_ready(q->engine)) {
+            on_engine(q);
+            bd->poll_last_ns = now;
+        }
+        if ((q->engine == NULL || blk_engine_free_slots(q->engine) > 0) &&
+            vhost_be_ring_ready(be, i)) {
+            (void)vhost_be_process(be, i);
+            bd->poll_last_ns = now;
+        }
+    }
+    if (now - bd->poll_last_ns <= (uint64_t)bd->poll_us * 1000u)
+        return bd->error == 0;
+    /* Kicks back on: a pump with polling off re-arms them and takes what came since. */
+    bd->polling = false;
+    for (unsigned i = 0; i < bd->dev.nr_queues; i++)
+        (void)vhost_be_process(be, i);
+    return false;
 }

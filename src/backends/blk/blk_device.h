@@ -59,7 +59,17 @@ struct blk_device_opts {
      * no longer than the Queue Size. 0: BLK_DEVICE_DEFAULT_QUEUE_SIZE.
      */
     unsigned queue_size;
+    /**
+     * Microseconds the serving loop keeps polling the rings and completions after the
+     * last work before it sleeps and turns kicks back on (blk_device_poll()); 0: never.
+     */
+    unsigned poll_us;
 };
+
+/** Default --poll of bulkhead-blk, microseconds (blk_device_opts.poll_us). */
+#define BLK_DEFAULT_POLL_US 50u
+/** Largest --poll, microseconds. */
+#define BLK_MAX_POLL_US 1000u
 
 /** The engine side of one ring. Members are private. */
 struct blk_device_queue {
@@ -84,6 +94,10 @@ struct blk_device {
     uint64_t applied_features; /**< What blk_image_set_features() was last given. */
     bool features_applied;     /**< @c applied_features is valid for this connection. */
     int error;                 /**< First engine failure of this connection, or 0. */
+    unsigned poll_us;          /**< blk_device_opts.poll_us. */
+    bool polling;              /**< In a polling window: kicks stay off after a pump. */
+    bool poll_work;            /**< blk_device_dispatch() handled a kick or completion. */
+    uint64_t poll_last_ns;     /**< When polling last found work. */
     struct blk_device_queue queues[VHOST_BE_MAX_QUEUES]; /**< dev.nr_queues are used. */
 };
 
@@ -135,6 +149,18 @@ unsigned blk_device_pollfds(const struct blk_device *bd, struct pollfd *pfd, uns
  *         the connection must end (protocol error, or an io_uring failure).
  */
 int blk_device_dispatch(struct blk_device *bd, const struct pollfd *pfd, unsigned n);
+
+/**
+ * After each round of the serving loop: start, continue or end a polling window.
+ * While one is open, the loop should poll() with a zero timeout; this call then takes
+ * completions and newly published chains itself, with the frontend's kicks left off,
+ * so a request that arrives within poll_us of the last one costs the frontend no kick
+ * and this process no wake-up. At the end kicks are re-armed (and what came in between
+ * taken). An idle device never polls.
+ * @param bd the device, attached.
+ * @return true while polling: the next poll() must not block.
+ */
+bool blk_device_poll(struct blk_device *bd);
 
 /**
  * Complete every request in flight on every queue and hand the completions to the

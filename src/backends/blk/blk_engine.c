@@ -967,6 +967,11 @@ unsigned blk_engine_in_flight(const struct blk_engine *e)
     return e->nr_reqs - e->nr_free;
 }
 
+bool blk_engine_ready(const struct blk_engine *e)
+{
+    return e->done_head != NO_REQ || io_uring_cq_ready(&e->ring) > 0;
+}
+
 unsigned blk_engine_free_slots(const struct blk_engine *e)
 {
     return e->nr_free;

@@ -242,6 +242,14 @@ int blk_engine_drain(struct blk_engine *e);
 unsigned blk_engine_in_flight(const struct blk_engine *e);
 
 /**
+ * For a polling caller: whether blk_engine_poll() would find completions now, without
+ * a system call (the completion ring is in shared memory).
+ * @param e the engine.
+ * @return true when completions wait.
+ */
+bool blk_engine_ready(const struct blk_engine *e);
+
+/**
  * Free request slots: how many more chains blk_engine_queue() will take now.
  * @param e the engine.
  * @return the count.

@@ -42,7 +42,7 @@ enum {
 
 static const char usage[] =
     "usage: bulkhead-blk --image PATH [--readonly] [--queues N] [--queue-size N]\n"
-    "                    [--serial ID] (--socket PATH | --fd N)\n"
+    "                    [--serial ID] [--poll MICROSECONDS] (--socket PATH | --fd N)\n"
     "                    [--log-level error|warn|info|debug|trace]\n"
     "\n"
     "Serves the raw image PATH as a vhost-user-blk device (virtio-blk).\n"
@@ -55,6 +55,8 @@ static const char usage[] =
     "                  (default 128); requests may have N-2 data segments (at most 1024)\n"
     "  --serial ID     device ID, at most 20 printable ASCII characters (default: the\n"
     "                  image's file name)\n"
+    "  --poll US       after work, keep polling the rings for US microseconds before\n"
+    "                  sleeping, with the frontend's kicks off (default 50; 0: never)\n"
     "SIGTERM or SIGINT completes the requests in flight and exits.\n"
     "Exit status: 0 stopped by a signal, or the --fd connection closed; 1 failure\n"
     "             (protocol error on --fd, I/O set-up); 2 bad usage or input.\n";
@@ -68,6 +70,7 @@ struct options {
     unsigned queues;          /**< --queues, 1 to VHOST_BE_MAX_QUEUES. */
     unsigned queue_size;      /**< --queue-size: seg_max is this minus the two fixed segments. */
     const char *serial;       /**< --serial, or NULL for the file's name. */
+    unsigned poll_us;         /**< --poll: the polling window after work, microseconds. */
     enum log_level log_level; /**< --log-level. */
 };
 
@@ -109,6 +112,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         OPT_SOCKET,
         OPT_FD,
         OPT_LOG_LEVEL,
+        OPT_POLL,
         OPT_HELP,
 #ifdef BULKHEAD_FAULTS
         OPT_FAULT,
@@ -124,6 +128,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"socket", required_argument, NULL, OPT_SOCKET},
         {"fd", required_argument, NULL, OPT_FD},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"poll", required_argument, NULL, OPT_POLL},
         {"help", no_argument, NULL, OPT_HELP},
 #ifdef BULKHEAD_FAULTS
         {"fault", required_argument, NULL, OPT_FAULT},
@@ -131,8 +136,11 @@ static int parse_options(int argc, char **argv, struct options *o)
 #endif
         {NULL, 0, NULL, 0},
     };
-    *o = (struct options){
-        .fd = -1, .queues = 1, .queue_size = BLK_DEVICE_DEFAULT_QUEUE_SIZE, .log_level = LOG_WARN};
+    *o = (struct options){.fd = -1,
+                          .queues = 1,
+                          .queue_size = BLK_DEVICE_DEFAULT_QUEUE_SIZE,
+                          .poll_us = BLK_DEFAULT_POLL_US,
+                          .log_level = LOG_WARN};
     unsigned v;
     opterr = 0; /* our own one-line messages */
     for (;;) {
@@ -160,6 +168,11 @@ static int parse_options(int argc, char **argv, struct options *o)
             break;
         case OPT_SERIAL:
             o->serial = optarg;
+            break;
+        case OPT_POLL:
+            if (parse_uint(optarg, 0, BLK_MAX_POLL_US, &o->poll_us) < 0)
+                return usage_error("--poll: '%s' is not a number of microseconds from 0 to %u",
+                                   optarg, BLK_MAX_POLL_US);
             break;
         case OPT_SOCKET:
             o->socket_path = optarg;
@@ -324,13 +337,14 @@ static enum serve_end serve(struct blk_device *bd, int sock, int sfd)
     }
     blk_device_attach(bd, &be);
     enum serve_end end = SERVE_CLOSED;
+    bool polling = false;
     for (;;) {
         struct pollfd pfd[1 + VHOST_BE_MAX_POLLFDS + VHOST_BE_MAX_QUEUES];
         const unsigned max = sizeof(pfd) / sizeof(pfd[0]);
         pfd[0] = (struct pollfd){.fd = sfd, .events = POLLIN};
         unsigned n = 1 + vhost_be_pollfds(&be, pfd + 1, max - 1);
         n += blk_device_pollfds(bd, pfd + n, max - n);
-        if (poll(pfd, n, -1) < 0) {
+        if (poll(pfd, n, polling ? 0 : -1) < 0) {
             if (errno == EINTR)
                 continue;
             log_error("poll: %s", strerror(errno));
@@ -351,6 +365,7 @@ static enum serve_end serve(struct blk_device *bd, int sock, int sfd)
             end = SERVE_FAILED;
             break;
         }
+        polling = blk_device_poll(bd);
     }
     blk_device_detach(bd); /* completes what is in flight first */
     return end;
@@ -413,7 +428,8 @@ int main(int argc, char **argv)
     int sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
 
     struct blk_device *bd = malloc(sizeof(*bd));
-    struct blk_device_opts dopts = {.nr_queues = o.queues, .queue_size = o.queue_size};
+    struct blk_device_opts dopts = {
+        .nr_queues = o.queues, .queue_size = o.queue_size, .poll_us = o.poll_us};
     if (sfd < 0 || bd == NULL) {
         log_error("cannot set up: %s", strerror(errno));
         st = EXIT_FAILURE_RUN;

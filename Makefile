@@ -22,20 +22,25 @@ VMM_LDFLAGS ?= -static-pie -pthread
 
 # Everything under src/ except the program entry points forms the library that
 # the programs and the unit tests link against.
-PROG_SRCS := src/vmm/main.c src/backends/blk/main.c
+# Each backend program lives in src/backends/NAME/ with its entry point in main.c and is
+# built as $(BUILD)/bulkhead-NAME.
+BACKENDS  := $(sort $(notdir $(patsubst %/main.c,%,$(wildcard src/backends/*/main.c))))
+BACKEND_BINS := $(BACKENDS:%=$(BUILD)/bulkhead-%)
+PROG_SRCS := src/vmm/main.c $(BACKENDS:%=src/backends/%/main.c)
 # Fault injection exists only in the test build bulkhead-blk-faulty (below).
 FAULT_SRCS := src/vhost/faults.c
 LIB_SRCS  := $(filter-out $(PROG_SRCS) $(FAULT_SRCS),$(shell find src -name '*.c' | sort))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 VMM_OBJS  := $(BUILD)/obj/src/vmm/main.o
-BLK_OBJS  := $(BUILD)/obj/src/backends/blk/main.o
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all vmm blk faulty unit test check format tidy doxygen guest testhost deps clean bench demo \
-        bench-boot bench-io
+.PHONY: all vmm blk backends faulty unit test check format tidy doxygen guest testhost deps clean \
+        bench demo bench-boot bench-io
 
-all: vmm blk
+all: vmm backends
+
+backends: $(BACKEND_BINS)
 
 vmm: $(BUILD)/bulkhead-vmm
 
@@ -57,9 +62,10 @@ $(BUILD)/bulkhead-vmm: $(VMM_OBJS) $(BUILD)/libbulkhead.a
 # its object out of libbulkhead.a, so bulkhead-vmm stays free of it.
 URING_LDLIBS := -luring
 
-# The vhost-user-blk backend, a program of its own, linked like the VMM (static, PIE).
-$(BUILD)/bulkhead-blk: $(BLK_OBJS) $(BUILD)/libbulkhead.a
-	$(CC) $(ALL_CFLAGS) -o $@ $(BLK_OBJS) $(BUILD)/libbulkhead.a $(URING_LDLIBS) $(VMM_LDFLAGS)
+# Every backend (bulkhead-blk, bulkhead-net, ...) is a program of its own, linked like the
+# VMM (static, PIE).
+$(BUILD)/bulkhead-%: $(BUILD)/obj/src/backends/%/main.o $(BUILD)/libbulkhead.a
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libbulkhead.a $(URING_LDLIBS) $(VMM_LDFLAGS)
 
 # A TEST build of bulkhead-blk that misbehaves on purpose (--fault KIND, src/vhost/faults.h),
 # for the hostile-backend tests: the same sources compiled with -DBULKHEAD_FAULTS into
@@ -140,7 +146,7 @@ check:
 
 clean:
 	rm -rf $(BUILD)/obj $(BUILD)/obj-faulty $(BUILD)/tests $(BUILD)/bulkhead-vmm \
-	    $(BUILD)/bulkhead-blk $(BUILD)/bulkhead-blk-faulty $(BUILD)/libbulkhead.a \
+	    $(BACKEND_BINS) $(BUILD)/bulkhead-blk-faulty $(BUILD)/libbulkhead.a \
 	    $(BUILD)/libbulkhead-faulty.a
 
 -include $(shell find $(BUILD)/obj $(BUILD)/obj-faulty -name '*.d' 2>/dev/null)

@@ -77,6 +77,9 @@ int console_open(struct console *c, enum serial_kind kind, const char *path)
                 c->tty = true;
         }
         break;
+    case SERIAL_STDOUT:
+        open_stdout(c);
+        break;
     case SERIAL_FILE:
         /* O_NONBLOCK: the path may name a FIFO or a device; this open file is ours alone. */
         c->out_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NONBLOCK, 0644);

@@ -26,9 +26,10 @@
 
 /** Where the console is connected. */
 enum serial_kind {
-    SERIAL_STDIO, /**< Output to stdout, input from stdin. */
-    SERIAL_FILE,  /**< Output appended to a file; no input. */
-    SERIAL_UNIX,  /**< A listening unix socket; one client at a time. */
+    SERIAL_STDIO,  /**< Output to stdout, input from stdin. */
+    SERIAL_FILE,   /**< Output appended to a file; no input. */
+    SERIAL_UNIX,   /**< A listening unix socket; one client at a time. */
+    SERIAL_STDOUT, /**< Output to stdout, no input: stdin belongs to a virtio console. */
 };
 
 /**

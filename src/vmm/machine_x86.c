@@ -24,16 +24,16 @@
 
 /** The PC's devices and what the vCPUs start with. */
 struct machine {
-    struct uart16550 com1;                                   /**< COM1. */
-    struct acpi_pm pm;                                       /**< ACPI fixed hardware. */
-    struct i8042 kbc;                                        /**< Reset line only. */
-    struct pci_host pci;                                     /**< PCIe host bridge and bus 0. */
-    bool com1_ready;                                         /**< com1 needs destroying. */
-    bool pm_ready;                                           /**< pm needs destroying. */
-    bool pci_ready;                                          /**< pci needs destroying. */
-    struct vhost_dev *disks[VMM_MAX_DISKS];                  /**< --disk devices. */
-    unsigned nr_disks;                                       /**< Entries of disks. */
-    struct x86_boot_state boot_state;                        /**< What vCPU 0 starts with. */
+    struct uart16550 com1;                   /**< COM1. */
+    struct acpi_pm pm;                       /**< ACPI fixed hardware. */
+    struct i8042 kbc;                        /**< Reset line only. */
+    struct pci_host pci;                     /**< PCIe host bridge and bus 0. */
+    bool com1_ready;                         /**< com1 needs destroying. */
+    bool pm_ready;                           /**< pm needs destroying. */
+    bool pci_ready;                          /**< pci needs destroying. */
+    struct vhost_dev *devs[VMM_MAX_DEVICES]; /**< vhost-user devices (--disk, --net, ...). */
+    unsigned nr_devs;                        /**< Entries of devs. */
+    struct x86_boot_state boot_state;        /**< What vCPU 0 starts with. */
     struct x86_cpuid_entry supported[X86_CPUID_MAX_ENTRIES]; /**< The host's CPUID. */
     unsigned nr_supported;                                   /**< Valid entries in supported. */
 };
@@ -194,12 +194,15 @@ int machine_build(struct vm *vm, const struct boot_files *files)
         log_error("creating the devices failed: %s", strerror(-r));
         return r;
     }
-    for (unsigned i = 0; i < vm->opts->nr_disks; i++) {
+    /* Each device is numbered among those of its type: disk0, disk1, net0, ... */
+    unsigned per_kind[VMM_DEV_FS + 1] = {0};
+    for (unsigned i = 0; i < vm->opts->nr_devices; i++) {
         struct machine *m = vm->machine;
-        r = vhost_dev_create(vm, &vm->opts->disks[i], i, &m->disks[m->nr_disks]);
-        m->nr_disks++; /* destroyed on failure too */
+        const struct vmm_device *opt = &vm->opts->devices[i];
+        r = vhost_dev_create(vm, opt, per_kind[opt->kind]++, &m->devs[m->nr_devs]);
+        m->nr_devs++; /* destroyed on failure too */
         if (r == 0)
-            r = vhost_dev_start(m->disks[m->nr_disks - 1], &m->pci);
+            r = vhost_dev_start(m->devs[m->nr_devs - 1], &m->pci);
         if (r != 0)
             return r;
     }
@@ -285,8 +288,8 @@ void machine_request_shutdown(struct vm *vm)
 void machine_counters(struct vm *vm, struct control_reply *reply)
 {
     struct machine *m = vm->machine;
-    for (unsigned i = 0; m != NULL && i < m->nr_disks; i++)
-        vhost_dev_counters(m->disks[i], reply);
+    for (unsigned i = 0; m != NULL && i < m->nr_devs; i++)
+        vhost_dev_counters(m->devs[i], reply);
 }
 
 void machine_destroy(struct vm *vm)
@@ -297,8 +300,8 @@ void machine_destroy(struct vm *vm)
     if (m->pci_ready)
         pci_host_destroy(&m->pci);
     /* After the host: it still names the devices until it is gone. */
-    for (unsigned i = 0; i < m->nr_disks; i++)
-        vhost_dev_destroy(m->disks[i]);
+    for (unsigned i = 0; i < m->nr_devs; i++)
+        vhost_dev_destroy(m->devs[i]);
     if (m->pm_ready)
         acpi_pm_destroy(&m->pm);
     if (m->com1_ready)

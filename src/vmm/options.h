@@ -19,16 +19,47 @@ enum vmm_mem_mode {
     VMM_MEM_SHARED,   /**< Standard vhost-user: the backend maps guest RAM. */
 };
 
-/** One --disk option. Strings point into the process's copy of the option text. */
-struct vmm_disk {
-    const char *path;       /**< path=IMG: bulkhead-vmm starts bulkhead-blk for it; or NULL. */
-    const char *socket;     /**< socket=PATH: a vhost-user-blk backend started elsewhere. */
-    bool readonly;          /**< readonly=on (path= only: the backend enforces it). */
-    unsigned queues;        /**< queues=N (path= only), 0: bulkhead-blk's default (1). */
-    unsigned timeout;       /**< timeout=SECONDS: a backend holding requests without
-                                 completing any for this long is lost (isolated mode). */
-    enum vmm_mem_mode mode; /**< mode=isolated|shared. */
-    char *text;             /**< The option's text, cut at the commas: owns the strings. */
+/** Which virtio device a device option (--disk, --net, ...) adds. */
+enum vmm_dev_kind {
+    VMM_DEV_BLK,     /**< --disk: virtio-blk; own backend bulkhead-blk. */
+    VMM_DEV_NET,     /**< --net: virtio-net; own backend bulkhead-net. */
+    VMM_DEV_VSOCK,   /**< --vsock: virtio-vsock; own backend bulkhead-vsock. */
+    VMM_DEV_CONSOLE, /**< --console: virtio-console (hvc0, named ports); bulkhead-console. */
+    VMM_DEV_RNG,     /**< --rng: virtio-rng; own backend bulkhead-rng. */
+    VMM_DEV_FS,      /**< --fs: virtio-fs; an external backend (virtiofsd) only. */
+};
+
+/** Most named ports= of a --console (its hvc0 is one more port). */
+#define VMM_MAX_CONSOLE_PORTS 7
+
+/**
+ * One device option. Either the VMM starts the device's own backend program for it (the
+ * "child" keys: path=, tap=, cid= + uds=, out=, getrandom) or it connects to a vhost-user
+ * backend someone else started (socket=). Strings point into @c text.
+ */
+struct vmm_device {
+    enum vmm_dev_kind kind; /**< Which option. */
+    const char *socket;     /**< socket=PATH: a backend started elsewhere; NULL: our child. */
+    const char *path;       /**< --disk path=IMG. */
+    bool readonly;          /**< --disk readonly=on (path= only: the backend enforces it). */
+    unsigned queues;        /**< --disk queues=N (path= only), 0: bulkhead-blk's default (1). */
+    unsigned timeout;       /**< --disk timeout=SECONDS: a backend holding requests without
+                                 completing any for this long is lost (isolated mode); 0 for
+                                 devices whose requests may wait for ever (receive buffers). */
+    unsigned poll_us;       /**< poll=MICROSECONDS: how long the device thread (and a child
+                                 backend) keep watching the rings after the last work before
+                                 sleeping and turning kicks back on; 0: never poll. */
+    const char *tap;        /**< --net tap=NAME: bulkhead-net with that tap as uplink. */
+    uint8_t mac[6];         /**< --net mac=, or the default (vmm_device_default_mac()). */
+    bool mac_given;         /**< mac= was given. */
+    uint64_t cid;           /**< --vsock cid=N: the guest's context ID (3 to 2^32-2). */
+    const char *uds;        /**< --vsock uds=PATH: the host side's unix socket path. */
+    const char *out;        /**< --console out=stdio|file:PATH|unix:PATH: where hvc0 goes. */
+    const char *ports[VMM_MAX_CONSOLE_PORTS]; /**< --console port=NAME=unix:PATH|file:PATH. */
+    unsigned nr_ports;                        /**< Entries of @c ports. */
+    const char *tag;                          /**< --fs tag=TAG: the guest's mount tag. */
+    enum vmm_mem_mode mode;                   /**< mode=isolated|shared. */
+    char *text; /**< The option's text, cut at the commas: owns the strings. */
 };
 
 /** Default timeout= of a --disk, seconds: Linux's own default block-request timeout. */
@@ -36,11 +67,20 @@ struct vmm_disk {
 /** Largest timeout= of a --disk, seconds. */
 #define VMM_MAX_DISK_TIMEOUT 3600
 
+/** Default poll= of a device, microseconds: long enough to see a backend's completion
+ * of a small request come in without sleeping, in the test host's emulated CPU. */
+#define VMM_DEFAULT_POLL_US 50
+/** Largest poll=, microseconds. */
+#define VMM_MAX_POLL_US 1000
+
 /** Most queues= of a --disk: what the VMM's virtio-blk device handles. */
 #define VMM_MAX_DISK_QUEUES 16
 
-/** Most --disk options one VM takes. */
-#define VMM_MAX_DISKS 16
+/** Most device options (--disk, --net, --vsock, --console, --rng, --fs) one VM takes. */
+#define VMM_MAX_DEVICES 16
+
+/** Longest virtio-fs tag=, bytes (the tag field of struct virtio_fs_config). */
+#define VMM_FS_TAG_MAX 36
 
 /** Parsed command line. */
 struct vmm_options {
@@ -56,9 +96,10 @@ struct vmm_options {
     /** --shutdown-timeout: seconds a signalled guest has to power off before it is stopped
      * hard; 0 stops at once. */
     unsigned shutdown_timeout;
-    const char *control;                  /**< --control PATH: the control socket, or NULL. */
-    struct vmm_disk disks[VMM_MAX_DISKS]; /**< --disk, in command-line order. */
-    unsigned nr_disks;                    /**< Entries of @c disks. */
+    const char *control; /**< --control PATH: the control socket, or NULL. */
+    const char *name;    /**< --name NAME: the VM's name, for logs and default MACs. */
+    struct vmm_device devices[VMM_MAX_DEVICES]; /**< Device options, in command-line order. */
+    unsigned nr_devices;                        /**< Entries of @c devices. */
 };
 
 /** What options_parse() wants the caller to do. */
@@ -92,6 +133,17 @@ enum options_result {
  */
 enum options_result options_parse(int argc, char **argv, struct vmm_options *opts, char *err,
                                   size_t err_len);
+
+/**
+ * The MAC address a --net device gets without mac=: locally administered, derived from the
+ * VM's name, the NIC's tap or socket and its position among the VM's NICs, so it is the
+ * same on every boot of the same VM and differs between VMs on one switch.
+ * @param vm_name --name, or NULL.
+ * @param endpoint the tap name or socket path, or NULL.
+ * @param nic the NIC's position among the VM's --net options, from 0.
+ * @param mac receives the address.
+ */
+void options_default_mac(const char *vm_name, const char *endpoint, unsigned nic, uint8_t mac[6]);
 
 /**
  * Parse a size: a number with an optional K, M, G or T suffix (powers of 1024); a bare number

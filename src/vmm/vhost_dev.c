@@ -12,6 +12,7 @@
 #include "virtio/isolated.h"
 #include "virtio/virtio_pci.h"
 #include "virtio/virtio_ring.h"
+#include "vmm/vhost_kind.h"
 #include "vmm/vm.h"
 
 #include <errno.h>
@@ -31,28 +32,17 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Virtio device ID and PCI class of a block device (virtio 1.2 §5; PCI mass storage,
- * "other"). */
-#define VIRTIO_ID_BLOCK         2
-#define PCI_CLASS_STORAGE_OTHER 0x018000
-/* Queues a disk may have; bulkhead-blk and qemu-storage-daemon offer a few. */
+/* Queues a device may have: a disk's (bulkhead-blk and qemu-storage-daemon offer a few),
+ * a console's port pairs. */
 #define VHOST_DEV_MAX_QUEUES VMM_MAX_DISK_QUEUES
 /* Queue Size offered to the guest. */
 #define VHOST_DEV_QUEUE_SIZE 256
-/* Bytes of virtio-blk configuration space (struct virtio_blk_config, virtio 1.2 §5.2.4). */
-#define VIRTIO_BLK_CONFIG_SIZE 60
-/* virtio-blk: the device has several queues (the count is in its configuration). */
-#define VIRTIO_BLK_F_MQ 12
-/* Offset of num_queues in struct virtio_blk_config. */
-#define VIRTIO_BLK_CONFIG_NUM_QUEUES 34
 /* virtio-blk: size_max and seg_max in the configuration are valid (virtio 1.2 §5.2.3). */
 #define VIRTIO_BLK_F_SIZE_MAX 1
 #define VIRTIO_BLK_F_SEG_MAX  2
 /* Offsets of size_max and seg_max (le32) in struct virtio_blk_config. */
 #define VIRTIO_BLK_CONFIG_SIZE_MAX 8
 #define VIRTIO_BLK_CONFIG_SEG_MAX  12
-/* virtio-blk status byte of a request that failed. */
-#define VIRTIO_BLK_S_IOERR 1
 
 /* Restarting a backend that failed. At most RESTART_LIMIT new backends (children started,
  * or connections made) in a row none of which lasted RESTART_WINDOW_NS: a backend that
@@ -73,10 +63,6 @@
  * any made-up base would do (the backend never learns a guest address), and one away
  * from 0 keeps a ring from ever lying at address 0. */
 #define ISO_BOUNCE_GPA (1ull << 30)
-/* Bytes of bounce buffers per queue: enough for eight 1 MiB requests in flight (Linux's
- * largest by default, max_sectors_kb 1280), or many small ones. Pages are touched only as
- * requests use them. The guest's request size is capped to fit (clamp_blk_limits()). */
-#define ISO_DATA_BYTES (8ull << 20)
 /* Largest data segment offered to the guest in isolated mode (size_max). */
 #define ISO_SIZE_MAX (128u << 10)
 
@@ -148,7 +134,8 @@ struct vhost_dev {
     pthread_t thread;                   /**< The device thread. */
     bool thread_started;                /**< It was created. */
     bool broken;                        /**< Given up on the backend for good. */
-    const struct vmm_disk *disk;        /**< The --disk option: how to reach a backend. */
+    const struct vmm_device *opt;       /**< The device option: how to reach a backend. */
+    const struct vhost_kind *kind;      /**< What its device type needs. */
     bool connected;                     /**< fe is a live connection (else: reconnecting). */
     bool driver_ok;                     /**< Device thread: started by the driver, not reset. */
     bool rings_lost;                    /**< Shared: a lost backend held the guest's rings. */
@@ -163,55 +150,60 @@ struct vhost_dev {
     bool absent_failed;                 /**< Requests are being failed while it is absent. */
     uint64_t restarts;                  /**< Counter: backends brought back. */
     bool isolated;                      /**< mode=isolated: the backend sees the bounce region. */
+    bool polling;                       /**< Device thread: in a polling window (poll_rings()). */
+    bool poll_work;                     /**< Device thread: a kick or call was just handled. */
+    uint64_t poll_last_ns;              /**< Device thread: when polling last found work. */
     struct bounce_region bounce;        /**< Isolated: the region the backend maps. */
     struct guest_mem bounce_mem;        /**< Isolated: its view at ISO_BOUNCE_GPA. */
     uint64_t guest_only_features;       /**< Offered to the guest, not asked of the backend. */
     pthread_mutex_t cfg_lock;           /**< Guards cfg_written and cfg_dirty. */
-    uint8_t cfg_written[VIRTIO_BLK_CONFIG_SIZE]; /**< Bytes the driver wrote, not yet sent. */
-    uint64_t cfg_dirty;                          /**< Bit i: byte i of cfg_written is waiting. */
+    uint8_t cfg_written[VHOST_KIND_CONFIG_MAX]; /**< Bytes the driver wrote, not yet sent. */
+    uint8_t config[VHOST_KIND_CONFIG_MAX];      /**< The configuration the guest starts with. */
+    uint64_t cfg_dirty;                         /**< Bit i: byte i of cfg_written is waiting. */
 };
 
 /* --- the backend's process or socket ------------------------------------------------ */
 
-/* bulkhead-blk lives beside bulkhead-vmm (both are built into build/). */
-static int blk_backend_path(char *buf, size_t len)
+/* The backend programs live beside bulkhead-vmm (all are built into build/). */
+static int backend_path(const char *program, char *buf, size_t len)
 {
     ssize_t n = readlink("/proc/self/exe", buf, len - 1);
     if (n <= 0)
         return -errno;
     buf[n] = '\0';
-    static const char prog[] = "/bulkhead-blk";
     char *slash = strrchr(buf, '/');
-    if (slash == NULL || (size_t)(slash - buf) + sizeof(prog) > len)
+    size_t need = strlen(program) + 2;
+    if (slash == NULL || (size_t)(slash - buf) + need > len)
         return -ENAMETOOLONG;
-    memcpy(slash, prog, sizeof(prog));
+    snprintf(slash, need, "/%s", program);
     return access(buf, X_OK) == 0 ? 0 : -errno;
 }
 
-/* Start bulkhead-blk on one end of a socketpair; the other end is the frontend's. */
-static int spawn_blk(struct vhost_dev *d, const struct vmm_disk *disk, int *sock)
+/* Start the device's own backend program on one end of a socketpair; the other end is
+ * the frontend's. */
+static int spawn_child(struct vhost_dev *d, int *sock)
 {
     char exe[PATH_MAX];
-    int r = blk_backend_path(exe, sizeof(exe));
+    int r = backend_path(d->kind->program, exe, sizeof(exe));
     if (r != 0) {
-        log_error("%s: cannot find the bulkhead-blk program beside bulkhead-vmm: %s", d->name,
-                  strerror(-r));
+        log_error("%s: cannot find the %s program beside bulkhead-vmm: %s", d->name,
+                  d->kind->program, strerror(-r));
         return r;
     }
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
         return -errno;
-    /* The child gets its end as descriptor 3 (dup2 clears close-on-exec there only). */
-    static const char fdarg[] = "3";
     const char *level = log_get_level() >= LOG_DEBUG  ? "debug"
                         : log_get_level() >= LOG_INFO ? "info"
                                                       : "warn";
-    char queues[16];
-    snprintf(queues, sizeof(queues), "%u", disk->queues != 0 ? disk->queues : 1);
-    const char *argv[] = {
-        exe,        "--image", disk->path,    "--fd", fdarg,
-        "--queues", queues,    "--log-level", level,  disk->readonly ? "--readonly" : NULL,
-        NULL};
+    /* The child gets its end as descriptor 3 (dup2 clears close-on-exec there only). */
+    struct vhost_kind_argbuf buf;
+    const char *argv[VHOST_KIND_MAX_ARGS];
+    if ((r = vhost_kind_argv(d->opt, exe, level, &buf, argv)) != 0) {
+        close(sv[0]);
+        close(sv[1]);
+        return r;
+    }
     /* posix_spawn, not fork: the VMM is multi-threaded (other devices' threads already
      * run), and a vfork-style spawn copies no page tables of the VMM and runs nothing of
      * it in the child before exec. */
@@ -323,7 +315,9 @@ static int dev_reset(void *opaque)
 static void dev_config_write(void *opaque, uint32_t offset, unsigned size, uint64_t value)
 {
     struct vhost_dev *d = opaque;
-    if (offset >= VIRTIO_BLK_CONFIG_SIZE || size > VIRTIO_BLK_CONFIG_SIZE - offset)
+    uint32_t csize = d->kind->config_size;
+    /* A configuration the VMM made has no writable field a backend must hear of. */
+    if (!d->kind->backend_config || offset >= csize || size > csize - offset)
         return;
     pthread_mutex_lock(&d->cfg_lock);
     for (unsigned i = 0; i < size; i++) {
@@ -502,20 +496,6 @@ static void fail_backend(struct vhost_dev *d, const char *what, int err)
         iso_fail_queue(&d->q[i]);
 }
 
-/* Isolated mode, virtio-blk: a request the device cannot serve ends with IOERR in its
- * status byte, the last writable byte of the chain (virtio 1.2 §5.2.6). */
-static uint32_t blk_fail(void *opaque, const struct vq_iovec *iov, unsigned nr_iov,
-                         uint64_t writable_bytes)
-{
-    (void)opaque;
-    (void)writable_bytes;
-    if (nr_iov == 0)
-        return 0;
-    const struct vq_iovec *last = &iov[nr_iov - 1];
-    ((uint8_t *)last->base)[last->len - 1] = VIRTIO_BLK_S_IOERR;
-    return 1;
-}
-
 /* Isolated mode: take what the guest made available (also kicks that came before the
  * start, which nothing forwarded). */
 static void iso_process_kick(struct vdq *q)
@@ -532,19 +512,19 @@ static void on_iso_kick(void *opaque, uint32_t events)
         return;
     /* The eventfd counts the doorbell writes since the last read. */
     __atomic_store_n(&q->guest_kicks, q->guest_kicks + v, __ATOMIC_RELAXED);
+    q->dev->poll_work = true;
     iso_process_kick(q);
 }
 
-static void on_iso_call(void *opaque, uint32_t events)
+/* Isolated mode: a step that takes the backend's completions (iso_backend_call() or
+ * iso_poll()), with what follows from a backend that broke the shadow ring. */
+static void iso_backend_step(struct vdq *q, int (*step)(struct iso_queue *, unsigned *))
 {
-    struct vdq *q = opaque;
-    uint64_t v;
-    (void)events;
-    if (read(q->call_fd, &v, sizeof(v)) != (ssize_t)sizeof(v) || !q->iso_started)
+    if (!q->iso_started)
         return;
     unsigned flags = 0;
     unsigned before = iso_inflight(&q->iso);
-    int r = iso_backend_call(&q->iso, &flags);
+    int r = step(&q->iso, &flags);
     if (iso_inflight(&q->iso) < before)
         q->progress_ns = os_monotonic_ns();
     iso_apply(q, flags);
@@ -556,6 +536,61 @@ static void on_iso_call(void *opaque, uint32_t events)
     } else if (r < 0 && r != -ENODEV) {
         iso_guest_error(q, r);
     }
+}
+
+static void on_iso_call(void *opaque, uint32_t events)
+{
+    struct vdq *q = opaque;
+    uint64_t v;
+    (void)events;
+    if (read(q->call_fd, &v, sizeof(v)) != (ssize_t)sizeof(v))
+        return;
+    q->dev->poll_work = true;
+    iso_backend_step(q, iso_backend_call);
+}
+
+/*
+ * Isolated mode's polling (poll=): after work, the device thread keeps looking at the
+ * rings instead of sleeping, with the guest's kicks and the backend's interrupts left
+ * off, until poll_us pass without work. In the test host a thread's wake-up costs more
+ * than a request, so a request that completes within the window costs neither side a
+ * notification; an idle VM costs nothing, since polling starts only after work.
+ */
+static void poll_mode(struct vhost_dev *d, bool on)
+{
+    d->polling = on;
+    for (unsigned i = 0; i < d->nq; i++)
+        iso_set_polling(&d->q[i].iso, on);
+    if (on)
+        return;
+    /* Notifications back on, and whatever came in between taken. */
+    for (unsigned i = 0; i < d->nq; i++) {
+        iso_step(&d->q[i], iso_guest_kick);
+        iso_backend_step(&d->q[i], iso_backend_call);
+    }
+}
+
+/* After a round of the loop: start, continue or end a polling window. */
+static void poll_rings(struct vhost_dev *d)
+{
+    uint64_t now = os_monotonic_ns();
+    if (d->poll_work) {
+        d->poll_work = false;
+        d->poll_last_ns = now;
+        if (!d->polling)
+            poll_mode(d, true);
+    }
+    if (!d->polling)
+        return;
+    for (unsigned i = 0; i < d->nq; i++) {
+        struct vdq *q = &d->q[i];
+        if (q->iso_started && iso_poll_ready(&q->iso)) {
+            iso_backend_step(q, iso_poll);
+            d->poll_last_ns = now;
+        }
+    }
+    if (now - d->poll_last_ns > (uint64_t)d->opt->poll_us * 1000u)
+        poll_mode(d, false);
 }
 
 /* Shared mode: the backend gets guest RAM, one region per RAM region of the VM. */
@@ -757,19 +792,20 @@ static void update_watches(struct vhost_dev *d)
  * guest sees a value once the backend has taken it (a refused write leaves the old one). */
 static void do_config(struct vhost_dev *d)
 {
-    uint8_t bytes[VIRTIO_BLK_CONFIG_SIZE];
+    uint8_t bytes[VHOST_KIND_CONFIG_MAX];
+    const unsigned csize = d->kind->config_size;
     pthread_mutex_lock(&d->cfg_lock);
     uint64_t dirty = d->cfg_dirty;
     memcpy(bytes, d->cfg_written, sizeof(bytes));
     d->cfg_dirty = 0;
     pthread_mutex_unlock(&d->cfg_lock);
-    for (unsigned i = 0; i < VIRTIO_BLK_CONFIG_SIZE && d->connected && !d->broken;) {
+    for (unsigned i = 0; i < csize && d->connected && !d->broken;) {
         if (!(dirty & (1ull << i))) {
             i++;
             continue;
         }
         unsigned n = 1;
-        while (i + n < VIRTIO_BLK_CONFIG_SIZE && (dirty & (1ull << (i + n))))
+        while (i + n < csize && (dirty & (1ull << (i + n))))
             n++;
         int r = vhost_fe_set_config(&d->fe, i, bytes + i, n);
         if (r == 0)
@@ -912,7 +948,7 @@ static void backend_lost(struct vhost_dev *d, const char *what, int err)
     if (d->broken || !d->connected)
         return;
     log_warn("%s: backend %s: %s; %s", d->name, what, strerror(-err),
-             d->disk->path != NULL ? "starting it again" : "reconnecting");
+             d->opt->socket == NULL ? "starting it again" : "reconnecting");
     if (os_monotonic_ns() - d->connected_ns >= RESTART_WINDOW_NS)
         d->failures = 0;
     disconnect(d);
@@ -963,8 +999,7 @@ static int resume_isolated(struct vhost_dev *d)
 static int reattach(struct vhost_dev *d, bool *reached)
 {
     int sock = -1;
-    int r = d->disk->path != NULL ? spawn_blk(d, d->disk, &sock)
-                                  : connect_socket(d->disk->socket, &sock);
+    int r = d->opt->socket == NULL ? spawn_child(d, &sock) : connect_socket(d->opt->socket, &sock);
     *reached = r == 0;
     if (r != 0)
         return r;
@@ -984,10 +1019,11 @@ static int reattach(struct vhost_dev *d, bool *reached)
             log_error("%s: the new backend has %u queues, the device %u", d->name, d->fe.max_queues,
                       d->nq);
             r = -ENOTSUP;
-        } else if ((r = vhost_fe_get_config(&d->fe, VIRTIO_BLK_CONFIG_SIZE)) != 0) {
+        } else if (d->kind->backend_config &&
+                   (r = vhost_fe_get_config(&d->fe, d->kind->config_size)) != 0) {
             log_error("%s: the new backend gave no device configuration: %s", d->name,
                       strerror(-r));
-        } else {
+        } else if (d->opt->kind == VMM_DEV_BLK) {
             /* The image may have been resized while the backend was away: the guest
              * learns through a configuration-change interrupt, as on a live resize. The
              * rest of the configuration (limits, clamped here) stays as the guest has it. */
@@ -1017,7 +1053,9 @@ static void on_watch(void *opaque, uint32_t events)
     if (read(d->watch_fd, &v, sizeof(v)) < 0 || d->broken || !d->connected)
         return;
     uint64_t now = os_monotonic_ns();
-    uint64_t limit = (uint64_t)d->disk->timeout * 1000000000ull;
+    uint64_t limit = (uint64_t)d->opt->timeout * 1000000000ull;
+    if (limit == 0)
+        return; /* requests of this type may wait for ever (receive buffers, a FUSE lock) */
     for (unsigned i = 0; i < d->nq; i++) {
         struct vdq *q = &d->q[i];
         if (!q->running || iso_inflight(&q->iso) == 0) {
@@ -1026,7 +1064,7 @@ static void on_watch(void *opaque, uint32_t events)
         }
         if (now - q->progress_ns >= limit) {
             log_error("%s: queue %u: the backend holds %u request(s) and completed none in %u s",
-                      d->name, i, iso_inflight(&q->iso), d->disk->timeout);
+                      d->name, i, iso_inflight(&q->iso), d->opt->timeout);
             backend_lost(d, "stopped completing requests", -ETIMEDOUT);
             return;
         }
@@ -1094,9 +1132,12 @@ static void *device_thread(void *arg)
     char name[16];
     snprintf(name, sizeof(name), "io-%.12s", d->name);
     pthread_setname_np(pthread_self(), name);
+    bool may_poll = d->isolated && d->opt->poll_us > 0;
     while (!(__atomic_load_n(&d->cmd, __ATOMIC_ACQUIRE) & CMD_QUIT)) {
-        if (event_loop_run_once(&d->loop, -1) < 0)
+        if (event_loop_run_once(&d->loop, d->polling ? 0 : -1) < 0)
             break;
+        if (may_poll)
+            poll_rings(d);
     }
     return NULL;
 }
@@ -1127,7 +1168,7 @@ static void put_le32(uint8_t *p, uint32_t v)
  * the header and status take a cache line each (two pages is ample for them). */
 static void clamp_blk_limits(struct vhost_dev *d, uint64_t *features)
 {
-    uint8_t *cfg = d->fe.config;
+    uint8_t *cfg = d->config;
     uint32_t size_max = ISO_SIZE_MAX;
     if (*features & (1ull << VIRTIO_BLK_F_SIZE_MAX)) {
         uint32_t v = get_le32(cfg + VIRTIO_BLK_CONFIG_SIZE_MAX);
@@ -1135,7 +1176,7 @@ static void clamp_blk_limits(struct vhost_dev *d, uint64_t *features)
             size_max = v;
     }
     uint64_t seg_max =
-        (ISO_DATA_BYTES - 2 * ISO_DATA_ALIGN) / ((uint64_t)size_max + ISO_DATA_ALIGN);
+        (d->kind->data_bytes - 2 * ISO_DATA_ALIGN) / ((uint64_t)size_max + ISO_DATA_ALIGN);
     if (*features & (1ull << VIRTIO_BLK_F_SEG_MAX)) {
         uint32_t v = get_le32(cfg + VIRTIO_BLK_CONFIG_SEG_MAX);
         if (v != 0 && v < seg_max)
@@ -1159,7 +1200,8 @@ static int setup_isolated(struct vhost_dev *d)
     uint64_t base = ISO_BOUNCE_GPA;
     int r;
     for (unsigned i = 0; i < d->nq; i++) {
-        if ((r = iso_compute_layout(base, VHOST_DEV_QUEUE_SIZE, ISO_DATA_BYTES, &layouts[i])) != 0)
+        if ((r = iso_compute_layout(base, VHOST_DEV_QUEUE_SIZE, d->kind->data_bytes,
+                                    &layouts[i])) != 0)
             return r;
         base = layouts[i].end;
     }
@@ -1179,7 +1221,7 @@ static int setup_isolated(struct vhost_dev *d)
             .bounce = &d->bounce_mem,
             .layout = layouts[i],
             .guest_max_size = VHOST_DEV_QUEUE_SIZE,
-            .fail = blk_fail,
+            .fail = d->kind->fail,
             .fail_opaque = q,
             .storage = q->iso_storage,
             .storage_bytes = bytes,
@@ -1192,7 +1234,7 @@ static int setup_isolated(struct vhost_dev *d)
     return 0;
 }
 
-int vhost_dev_create(struct vm *vm, const struct vmm_disk *disk, unsigned index,
+int vhost_dev_create(struct vm *vm, const struct vmm_device *opt, unsigned index,
                      struct vhost_dev **out)
 {
     struct vhost_dev *d = calloc(1, sizeof(*d));
@@ -1204,11 +1246,12 @@ int vhost_dev_create(struct vm *vm, const struct vmm_disk *disk, unsigned index,
     d->retry_fd = -1;
     d->watch_fd = -1;
     d->bounce.fd = -1;
-    d->disk = disk;
+    d->opt = opt;
+    d->kind = vhost_kind_get(opt->kind);
     d->retry_ms = RETRY_FIRST_MS;
     pthread_mutex_init(&d->cfg_lock, NULL);
-    d->isolated = disk->mode == VMM_MEM_ISOLATED;
-    snprintf(d->name, sizeof(d->name), "disk%u", index);
+    d->isolated = opt->mode == VMM_MEM_ISOLATED;
+    snprintf(d->name, sizeof(d->name), "%s%u", d->kind->name, index);
     for (unsigned i = 0; i < VHOST_DEV_MAX_QUEUES; i++)
         d->q[i] = (struct vdq){.dev = d,
                                .index = (uint16_t)i,
@@ -1220,10 +1263,10 @@ int vhost_dev_create(struct vm *vm, const struct vmm_disk *disk, unsigned index,
     vhost_fe_init(&d->fe, -1);
 
     int sock = -1, r;
-    r = disk->path != NULL ? spawn_blk(d, disk, &sock) : connect_socket(disk->socket, &sock);
+    r = opt->socket == NULL ? spawn_child(d, &sock) : connect_socket(opt->socket, &sock);
     if (r != 0) {
         log_error("%s: cannot reach the backend %s: %s", d->name,
-                  disk->path != NULL ? "bulkhead-blk" : disk->socket, strerror(-r));
+                  opt->socket == NULL ? d->kind->program : opt->socket, strerror(-r));
         return r;
     }
     vhost_fe_init(&d->fe, sock);
@@ -1239,23 +1282,31 @@ int vhost_dev_create(struct vm *vm, const struct vmm_disk *disk, unsigned index,
         log_error("%s: the backend does not offer VIRTIO_F_VERSION_1", d->name);
         return -ENOTSUP;
     }
-    if ((r = vhost_fe_get_config(&d->fe, VIRTIO_BLK_CONFIG_SIZE)) != 0) {
-        log_error("%s: the backend gave no device configuration: %s", d->name, strerror(-r));
-        return r;
+    /* Device bits whose queues or fields this VMM does not provide stay with the backend. */
+    features &= d->kind->device_mask | ~((1ull << 24) - 1);
+    const uint32_t csize = d->kind->config_size;
+    if (d->kind->backend_config) {
+        if ((r = vhost_fe_get_config(&d->fe, csize)) != 0) {
+            log_error("%s: the backend gave no device configuration: %s", d->name, strerror(-r));
+            return r;
+        }
+        memcpy(d->config, d->fe.config, csize);
+    } else {
+        uint64_t own = 0;
+        vhost_kind_make_config(opt, d->config, &own);
+        d->guest_only_features = own & ~d->fe.backend_features;
+        features |= own;
     }
-    /* Queues: what the device's configuration says (with MQ), bounded by what the backend
+    /* Queues: what the device type and its configuration say, bounded by what the backend
      * and this VMM handle. */
-    unsigned nq = 1;
-    if (features & (1ull << VIRTIO_BLK_F_MQ))
-        nq = (unsigned)d->fe.config[VIRTIO_BLK_CONFIG_NUM_QUEUES] |
-             (unsigned)d->fe.config[VIRTIO_BLK_CONFIG_NUM_QUEUES + 1] << 8;
-    if (d->fe.max_queues != 0 && nq > d->fe.max_queues)
-        nq = d->fe.max_queues;
-    if (nq == 0 || nq > VHOST_DEV_MAX_QUEUES)
-        nq = nq == 0 ? 1 : VHOST_DEV_MAX_QUEUES;
+    unsigned max = VHOST_DEV_MAX_QUEUES;
+    if (d->fe.max_queues != 0 && d->fe.max_queues < max)
+        max = d->fe.max_queues;
+    unsigned nq = vhost_kind_queues(opt->kind, features, d->config, max);
     d->nq = (uint16_t)nq;
     if (d->isolated) {
-        clamp_blk_limits(d, &features);
+        if (opt->kind == VMM_DEV_BLK)
+            clamp_blk_limits(d, &features);
         if ((r = setup_isolated(d)) != 0)
             return r;
     }
@@ -1286,13 +1337,13 @@ int vhost_dev_create(struct vm *vm, const struct vmm_disk *disk, unsigned index,
     }
     struct virtio_pci_config cfg = {
         .name = d->name,
-        .device_id = VIRTIO_ID_BLOCK,
-        .class_code = PCI_CLASS_STORAGE_OTHER,
+        .device_id = d->kind->virtio_id,
+        .class_code = d->kind->class_code,
         .device_features = features,
         .num_queues = d->nq,
         .queue_max_size = VHOST_DEV_QUEUE_SIZE,
-        .config_size = VIRTIO_BLK_CONFIG_SIZE,
-        .config_init = d->fe.config,
+        .config_size = csize,
+        .config_init = d->config,
         .mem = &vm->mem,
         .dev_ops = &dev_ops,
         .dev_opaque = d,
@@ -1322,7 +1373,7 @@ int vhost_dev_create(struct vm *vm, const struct vmm_disk *disk, unsigned index,
             return r;
     }
     update_watches(d);
-    const char *backend = disk->path != NULL ? disk->path : disk->socket;
+    const char *backend = opt->socket != NULL ? opt->socket : d->kind->program;
     if (d->isolated)
         log_info("%s: vhost-user backend %s, isolated memory (bounce region %llu MiB), %u "
                  "queue(s), features %#llx",

@@ -5,7 +5,9 @@
  *
  * The guest sees a virtio-pci function (virtio/virtio_pci.h); behind it, a device I/O
  * thread of the VMM speaks vhost-user (vhost/frontend.h) to a backend that is either a
- * child the VMM started (bulkhead-blk over a socketpair) or a socket someone else serves.
+ * child the VMM started (the device type's own program, bulkhead-blk, bulkhead-net, ...,
+ * over a socketpair) or a socket someone else serves. What differs between device types
+ * is in vmm/vhost_kind.h.
  * In `shared` memory mode the backend receives the guest-RAM memfd and the guest's ring
  * addresses, and the VMM stays out of the data path: the guest's doorbells are
  * ioeventfds the backend reads, and the backend's call eventfds are irqfds on MSI routes
@@ -36,12 +38,12 @@ struct pci_host;
  * placed on the bus). Runs on the main thread before the vCPUs start; each exchange with
  * the backend has a deadline.
  * @param vm the VM (guest RAM, platform, bus).
- * @param disk the --disk option it serves.
- * @param index the disk's index, for names and the child's log lines.
+ * @param opt the device option it serves.
+ * @param index the device's position among the VM's devices of its type, for its name.
  * @param out receives the device.
  * @return 0, or a negative errno (logged with the reason).
  */
-int vhost_dev_create(struct vm *vm, const struct vmm_disk *disk, unsigned index,
+int vhost_dev_create(struct vm *vm, const struct vmm_device *opt, unsigned index,
                      struct vhost_dev **out);
 
 /**

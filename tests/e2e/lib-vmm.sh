@@ -44,6 +44,6 @@ blk_pid() {
     local p cmd
     for p in /proc/[0-9]*; do
         cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
-        case $cmd in */bulkhead-blk\ --image\ "$1"\ *) echo "${p#/proc/}"; return ;; esac
+        case $cmd in */bulkhead-blk\ *--image\ "$1"\ *) echo "${p#/proc/}"; return ;; esac
     done
 }

@@ -72,17 +72,74 @@ static void test_disks(void **state)
                  "--control",
                  "/c"};
     assert_int_equal(parse(ARGC(a), a, &o, err), OPTIONS_RUN);
-    assert_int_equal(o.nr_disks, 2);
-    assert_string_equal(o.disks[0].path, "/i");
-    assert_true(o.disks[0].readonly);
-    assert_int_equal(o.disks[0].queues, 4);
-    assert_int_equal(o.disks[0].timeout, 7);
-    assert_int_equal(o.disks[0].mode, VMM_MEM_ISOLATED);
-    assert_string_equal(o.disks[1].socket, "/s");
-    assert_int_equal(o.disks[1].queues, 0);
-    assert_int_equal(o.disks[1].timeout, VMM_DEFAULT_DISK_TIMEOUT);
-    assert_int_equal(o.disks[1].mode, VMM_MEM_SHARED);
+    assert_int_equal(o.nr_devices, 2);
+    assert_string_equal(o.devices[0].path, "/i");
+    assert_true(o.devices[0].readonly);
+    assert_int_equal(o.devices[0].queues, 4);
+    assert_int_equal(o.devices[0].timeout, 7);
+    assert_int_equal(o.devices[0].mode, VMM_MEM_ISOLATED);
+    assert_string_equal(o.devices[1].socket, "/s");
+    assert_int_equal(o.devices[1].queues, 0);
+    assert_int_equal(o.devices[1].timeout, VMM_DEFAULT_DISK_TIMEOUT);
+    assert_int_equal(o.devices[1].mode, VMM_MEM_SHARED);
     assert_string_equal(o.control, "/c");
+}
+
+static void test_devices(void **state)
+{
+    (void)state;
+    struct vmm_options o;
+    char err[256];
+    char *a[] = {"vmm",
+                 "--kernel",
+                 "k",
+                 "--name",
+                 "web",
+                 "--net",
+                 "tap=t0",
+                 "--net",
+                 "socket=/sw,mac=02:aa:bb:cc:dd:ee,mode=shared,poll=0",
+                 "--vsock",
+                 "cid=7,uds=/v",
+                 "--console",
+                 "out=stdio,port=data=unix:/p,port=log=file:/l",
+                 "--rng",
+                 "getrandom",
+                 "--fs",
+                 "socket=/f,tag=share"};
+    assert_int_equal(parse(ARGC(a), a, &o, err), OPTIONS_RUN);
+    assert_int_equal(o.nr_devices, 6);
+    assert_string_equal(o.name, "web");
+    const struct vmm_device *n0 = &o.devices[0], *n1 = &o.devices[1];
+    assert_int_equal(n0->kind, VMM_DEV_NET);
+    assert_string_equal(n0->tap, "t0");
+    assert_int_equal(n0->poll_us, VMM_DEFAULT_POLL_US);
+    assert_int_equal(n0->timeout, 0);
+    /* The default MAC: locally administered, unicast, stable, per NIC. */
+    assert_int_equal(n0->mac[0], 0x02);
+    uint8_t again[6];
+    options_default_mac("web", "t0", 0, again);
+    assert_memory_equal(again, n0->mac, 6);
+    options_default_mac("other", "t0", 0, again);
+    assert_memory_not_equal(again, n0->mac, 6);
+    options_default_mac("web", "t0", 1, again);
+    assert_memory_not_equal(again, n0->mac, 6);
+    static const uint8_t mac[6] = {0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee};
+    assert_memory_equal(n1->mac, mac, 6);
+    assert_int_equal(n1->mode, VMM_MEM_SHARED);
+    assert_int_equal(n1->poll_us, 0);
+    assert_int_equal(o.devices[2].kind, VMM_DEV_VSOCK);
+    assert_int_equal(o.devices[2].cid, 7);
+    assert_string_equal(o.devices[2].uds, "/v");
+    assert_int_equal(o.devices[3].kind, VMM_DEV_CONSOLE);
+    assert_string_equal(o.devices[3].out, "stdio");
+    assert_int_equal(o.devices[3].nr_ports, 2);
+    assert_string_equal(o.devices[3].ports[0], "data=unix:/p");
+    assert_string_equal(o.devices[3].ports[1], "log=file:/l");
+    assert_int_equal(o.devices[4].kind, VMM_DEV_RNG);
+    assert_null(o.devices[4].socket);
+    assert_int_equal(o.devices[5].kind, VMM_DEV_FS);
+    assert_string_equal(o.devices[5].tag, "share");
 }
 
 static void expect_error(char **argv, int argc, const char *needle)
@@ -134,6 +191,31 @@ static void test_errors(void **state)
     expect_error(t0, ARGC(t0), "timeout=0");
     char *tx[] = {"vmm", "--kernel", "k", "--disk", "path=/i,timeout=5s"};
     expect_error(tx, ARGC(tx), "timeout=5s");
+    char *nboth[] = {"vmm", "--kernel", "k", "--net", "tap=t,socket=/s"};
+    expect_error(nboth, ARGC(nboth), "exactly one");
+    char *nmac[] = {"vmm", "--kernel", "k", "--net", "tap=t,mac=01:00:00:00:00:01"};
+    expect_error(nmac, ARGC(nmac), "mac=");
+    char *nmac2[] = {"vmm", "--kernel", "k", "--net", "tap=t,mac=02:00:00:00:00"};
+    expect_error(nmac2, ARGC(nmac2), "mac=");
+    char *ntimeout[] = {"vmm", "--kernel", "k", "--net", "tap=t,timeout=3"};
+    expect_error(ntimeout, ARGC(ntimeout), "timeout");
+    char *vcid[] = {"vmm", "--kernel", "k", "--vsock", "cid=2,uds=/v"};
+    expect_error(vcid, ARGC(vcid), "cid=2");
+    char *vnouds[] = {"vmm", "--kernel", "k", "--vsock", "cid=5"};
+    expect_error(vnouds, ARGC(vnouds), "uds=");
+    char *cport[] = {"vmm", "--kernel", "k", "--console", "out=stdio,port=bad name=unix:/x"};
+    expect_error(cport, ARGC(cport), "port=");
+    char *cout[] = {"vmm", "--kernel", "k", "--console", "out=tcp:1"};
+    expect_error(cout, ARGC(cout), "out=");
+    char *rng[] = {"vmm", "--kernel", "k", "--rng", "on"};
+    expect_error(rng, ARGC(rng), "--rng");
+    char *fs[] = {"vmm", "--kernel", "k", "--fs", "socket=/f"};
+    expect_error(fs, ARGC(fs), "tag=");
+    char *fstag[] = {"vmm", "--kernel", "k", "--fs",
+                     "socket=/f,tag=0123456789012345678901234567890123456"};
+    expect_error(fstag, ARGC(fstag), "tag=");
+    char *poll[] = {"vmm", "--kernel", "k", "--rng", "getrandom,poll=1001"};
+    expect_error(poll, ARGC(poll), "poll=1001");
 }
 
 static void test_sizes(void **state)
@@ -160,6 +242,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_and_full),
         cmocka_unit_test(test_disks),
+        cmocka_unit_test(test_devices),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_sizes),
     };

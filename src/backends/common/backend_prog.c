@@ -1,0 +1,332 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+#include "backends/common/backend_prog.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* getopt values of the common options: below BACKEND_OPT_FIRST, above any character. */
+enum {
+    OPT_SOCKET = 0x100,
+    OPT_FD,
+    OPT_LOG_LEVEL,
+    OPT_HELP,
+};
+
+int backend_usage_error(const char *prog, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: error: ", prog);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return BACKEND_EXIT_USAGE;
+}
+
+int backend_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    /* strtoull() would accept blanks, a sign and wrap "-1" to the largest value. */
+    if (s[0] < '0' || s[0] > '9')
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+/* One of --socket, --fd, --log-level, --help: -1 to go on, or an exit status. */
+static int common_option(const struct backend_cli_spec *spec, struct backend_cli *cli, int c,
+                         const char *arg)
+{
+    uint64_t v;
+    switch (c) {
+    case OPT_SOCKET:
+        cli->socket_path = arg;
+        return -1;
+    case OPT_FD:
+        if (backend_parse_u64(arg, 0, INT_MAX, &v) < 0)
+            return backend_usage_error(spec->prog, "--fd: '%s' is not a descriptor number", arg);
+        cli->fd = (int)v;
+        return -1;
+    case OPT_LOG_LEVEL:
+        if (log_parse_level(arg, &cli->log_level) < 0)
+            return backend_usage_error(spec->prog, "--log-level: unknown level '%s'", arg);
+        return -1;
+    default:
+        fputs(spec->usage, stdout);
+        return BACKEND_EXIT_OK;
+    }
+}
+
+int backend_cli_parse(int argc, char **argv, const struct backend_cli_spec *spec,
+                      struct backend_cli *cli)
+{
+    static const struct option common[] = {
+        {"socket", required_argument, NULL, OPT_SOCKET},
+        {"fd", required_argument, NULL, OPT_FD},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"help", no_argument, NULL, OPT_HELP},
+    };
+    const unsigned nr_common = sizeof(common) / sizeof(common[0]);
+    struct option longopts[sizeof(common) / sizeof(common[0]) + BACKEND_MAX_OPTIONS + 1];
+    memcpy(longopts, common, sizeof(common));
+    unsigned n = nr_common;
+    for (unsigned i = 0; spec->options != NULL && spec->options[i].name != NULL; i++) {
+        if (i == BACKEND_MAX_OPTIONS)
+            return backend_usage_error(spec->prog, "too many options (internal error)");
+        longopts[n++] = spec->options[i];
+    }
+    longopts[n] = (struct option){NULL, 0, NULL, 0};
+
+    *cli = (struct backend_cli){.prog = spec->prog, .fd = -1, .log_level = LOG_WARN};
+    opterr = 0; /* our own one-line messages */
+    optind = 1;
+    for (;;) {
+        int prev = optind;
+        int c = getopt_long(argc, argv, "+:", longopts, NULL);
+        if (c == -1)
+            break;
+        int st;
+        if (c == ':')
+            return backend_usage_error(spec->prog, "%s needs an argument", argv[prev]);
+        if (c >= OPT_SOCKET && c <= OPT_HELP)
+            st = common_option(spec, cli, c, optarg);
+        else if (c >= BACKEND_OPT_FIRST && spec->option != NULL)
+            st = spec->option(spec->ctx, c, optarg);
+        else
+            return backend_usage_error(spec->prog, "unknown option '%s' (see --help)", argv[prev]);
+        if (st >= 0)
+            return st;
+    }
+    if (optind < argc)
+        return backend_usage_error(spec->prog, "unexpected argument '%s' (see --help)",
+                                   argv[optind]);
+    if ((cli->socket_path == NULL) == (cli->fd < 0))
+        return backend_usage_error(spec->prog, "give exactly one of --socket PATH and --fd N");
+    log_set_level(cli->log_level);
+    return -1;
+}
+
+int backend_listen_unix(const char *path, int *out)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t len = strlen(path);
+    if (len == 0 || len >= sizeof(sa.sun_path))
+        return -ENAMETOOLONG;
+    memcpy(sa.sun_path, path, len + 1);
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode))
+            return -EEXIST;
+        if (unlink(path) < 0)
+            return -errno;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    if (bind(fd, (const struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    *out = fd;
+    return 0;
+}
+
+/* The inherited descriptor must be a stream socket: nothing else speaks vhost-user. */
+static int check_inherited(const struct backend_cli *cli)
+{
+    struct stat st;
+    int type = 0;
+    socklen_t len = sizeof(type);
+    if (fstat(cli->fd, &st) < 0)
+        return backend_usage_error(cli->prog, "--fd %d: %s", cli->fd, strerror(errno));
+    if (!S_ISSOCK(st.st_mode) || getsockopt(cli->fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
+        type != SOCK_STREAM)
+        return backend_usage_error(cli->prog, "--fd %d is not a stream socket", cli->fd);
+    /* The connection is ours alone: no process we might start gets a copy. */
+    int fl = fcntl(cli->fd, F_GETFD);
+    if (fl < 0 || fcntl(cli->fd, F_SETFD, fl | FD_CLOEXEC) < 0)
+        return backend_usage_error(cli->prog, "--fd %d: %s", cli->fd, strerror(errno));
+    return -1;
+}
+
+static unsigned prog_pollfds(const struct backend_hooks *h, struct vhost_be *be, struct pollfd *pfd)
+{
+    if (h->pollfds == NULL)
+        return 0;
+    unsigned n = h->pollfds(h->opaque, be, pfd, BACKEND_MAX_PROG_POLLFDS);
+    return n <= BACKEND_MAX_PROG_POLLFDS ? n : BACKEND_MAX_PROG_POLLFDS;
+}
+
+static int prog_dispatch(const struct backend_hooks *h, struct vhost_be *be,
+                         const struct pollfd *pfd, unsigned n)
+{
+    if (h->dispatch == NULL || n == 0)
+        return 0;
+    return h->dispatch(h->opaque, be, pfd, n);
+}
+
+enum backend_end backend_serve_connection(int sock, const struct vhost_be_device *dev,
+                                          const struct backend_hooks *hooks, int stop_fd)
+{
+    /* A struct vhost_be holds every ring's state: too large for a thread's stack. */
+    struct vhost_be *be = malloc(sizeof(*be));
+    if (be == NULL || vhost_be_init(be, sock, dev) < 0) {
+        log_error("cannot serve the connection: %s",
+                  be == NULL ? strerror(ENOMEM) : "bad device description");
+        free(be);
+        close(sock);
+        return BACKEND_END_FAILED;
+    }
+    if (hooks->attach != NULL)
+        hooks->attach(hooks->opaque, be);
+    enum backend_end end = BACKEND_END_CLOSED;
+    for (;;) {
+        /* [stop] [the library's] [the program's] */
+        struct pollfd pfd[1 + VHOST_BE_MAX_POLLFDS + BACKEND_MAX_PROG_POLLFDS];
+        pfd[0] = (struct pollfd){.fd = stop_fd, .events = POLLIN};
+        unsigned nlib = vhost_be_pollfds(be, pfd + 1, VHOST_BE_MAX_POLLFDS);
+        unsigned nprog = prog_pollfds(hooks, be, pfd + 1 + nlib);
+        if (poll(pfd, 1 + nlib + nprog, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            log_error("poll: %s", strerror(errno));
+            end = BACKEND_END_FAILED;
+            break;
+        }
+        if (pfd[0].revents != 0) {
+            end = BACKEND_END_STOP;
+            break;
+        }
+        int r = prog_dispatch(hooks, be, pfd + 1 + nlib, nprog);
+        if (r == 0)
+            r = vhost_be_dispatch(be, pfd + 1, nlib);
+        if (r == -ECONNRESET) {
+            log_info("the frontend closed the connection");
+            break;
+        }
+        if (r < 0) {
+            log_error("connection ended: %s", strerror(-r));
+            end = BACKEND_END_FAILED;
+            break;
+        }
+    }
+    if (hooks->detach != NULL)
+        hooks->detach(hooks->opaque, be);
+    vhost_be_destroy(be);
+    free(be);
+    return end;
+}
+
+static void log_signal(int sfd)
+{
+    struct signalfd_siginfo si;
+    if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+        log_info("signal %u: exiting", si.ssi_signo);
+}
+
+/* The next frontend's connection, or -1 when there was none after all. */
+static int accept_frontend(int lfd)
+{
+    int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    if (c >= 0 || errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+        return c; /* a connection, or one that was withdrawn before we took it */
+    /* Out of descriptors or memory: this repeats at once, so wait a little first. */
+    log_warn("accept: %s", strerror(errno));
+    usleep(100 * 1000);
+    return -1;
+}
+
+/* Accept frontends one after another until a signal; the program's fds are served too. */
+static int run_listening(int lfd, int sfd, const struct vhost_be_device *dev,
+                         const struct backend_hooks *hooks)
+{
+    for (;;) {
+        struct pollfd pfd[2 + BACKEND_MAX_PROG_POLLFDS];
+        pfd[0] = (struct pollfd){.fd = sfd, .events = POLLIN};
+        pfd[1] = (struct pollfd){.fd = lfd, .events = POLLIN};
+        unsigned nprog = prog_pollfds(hooks, NULL, pfd + 2);
+        if (poll(pfd, 2 + nprog, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            log_error("poll: %s", strerror(errno));
+            return BACKEND_EXIT_FAILURE;
+        }
+        if (pfd[0].revents != 0) {
+            log_signal(sfd);
+            return BACKEND_EXIT_OK;
+        }
+        int r = prog_dispatch(hooks, NULL, pfd + 2, nprog);
+        if (r < 0) {
+            log_error("%s", strerror(-r));
+            return BACKEND_EXIT_FAILURE;
+        }
+        int c = pfd[1].revents != 0 ? accept_frontend(lfd) : -1;
+        if (c < 0)
+            continue;
+        log_info("frontend connected");
+        if (backend_serve_connection(c, dev, hooks, sfd) == BACKEND_END_STOP) {
+            log_signal(sfd);
+            return BACKEND_EXIT_OK;
+        }
+    }
+}
+
+int backend_main(const struct backend_cli *cli, const struct vhost_be_device *dev,
+                 const struct backend_hooks *hooks)
+{
+    int lfd = -1, st;
+    if (cli->fd >= 0 && (st = check_inherited(cli)) >= 0)
+        return st;
+    if (cli->socket_path != NULL) {
+        int r = backend_listen_unix(cli->socket_path, &lfd);
+        if (r == -EEXIST)
+            return backend_usage_error(cli->prog, "--socket: '%s' exists and is not a socket",
+                                       cli->socket_path);
+        if (r < 0)
+            return backend_usage_error(cli->prog, "--socket: cannot listen on '%s': %s",
+                                       cli->socket_path, strerror(-r));
+    }
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigprocmask(SIG_BLOCK, &sigs, NULL);
+    /* A host peer that went away must be an EPIPE for the write, not our death. */
+    signal(SIGPIPE, SIG_IGN);
+    int sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sfd < 0) {
+        log_error("signalfd: %s", strerror(errno));
+        st = BACKEND_EXIT_FAILURE;
+    } else if (lfd >= 0) {
+        log_info("listening on %s", cli->socket_path);
+        st = run_listening(lfd, sfd, dev, hooks);
+    } else {
+        enum backend_end end = backend_serve_connection(cli->fd, dev, hooks, sfd);
+        if (end == BACKEND_END_STOP)
+            log_signal(sfd);
+        st = end == BACKEND_END_FAILED ? BACKEND_EXIT_FAILURE : BACKEND_EXIT_OK;
+    }
+    if (lfd >= 0) {
+        close(lfd);
+        (void)unlink(cli->socket_path);
+    }
+    if (sfd >= 0)
+        close(sfd);
+    return st;
+}

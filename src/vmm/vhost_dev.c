@@ -679,7 +679,8 @@ static void do_start_isolated(struct vhost_dev *d)
 /* Shared mode: hand the backend guest RAM and the guest's rings. */
 static void start_shared(struct vhost_dev *d)
 {
-    int r = vhost_fe_set_features(&d->fe, d->features);
+    /* Bits the VMM provides itself (a NIC's MAC and status) are not the backend's. */
+    int r = vhost_fe_set_features(&d->fe, d->features & ~d->guest_only_features);
     if (r == 0)
         r = send_mem_table(d);
     for (unsigned i = 0; r == 0 && i < d->nq; i++) {

@@ -87,7 +87,7 @@ $(BUILD)/bulkhead-blk-faulty: $(BUILD)/obj-faulty/src/backends/blk/main.o $(BUIL
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libbulkhead.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests/unit $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $< \
+	$(CC) $(CPPFLAGS) $(DEPFLAGS) -Itests/unit $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $< \
 	    $(BUILD)/libbulkhead.a -lcmocka $(URING_LDLIBS) -pthread
 
 unit: $(UNIT_BINS)
@@ -149,4 +149,4 @@ clean:
 	    $(BACKEND_BINS) $(BUILD)/bulkhead-blk-faulty $(BUILD)/libbulkhead.a \
 	    $(BUILD)/libbulkhead-faulty.a
 
--include $(shell find $(BUILD)/obj $(BUILD)/obj-faulty -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/obj-faulty $(BUILD)/tests -name '*.d' 2>/dev/null)

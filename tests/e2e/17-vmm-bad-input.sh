@@ -33,4 +33,10 @@ check "--kernel" --mem 1G
 check "--control" --kernel "$GUEST_KERNEL" --control /etc/passwd
 check "--control" --kernel "$GUEST_KERNEL" --control /no-such-dir/vm.sock
 check "--control" --kernel "$GUEST_KERNEL" --control ""
+check "--net" --kernel "$GUEST_KERNEL" --net tap=t0,socket=/s
+check "mac=" --kernel "$GUEST_KERNEL" --net tap=t0,mac=01:02:03:04:05:06
+check "cid=2" --kernel "$GUEST_KERNEL" --vsock cid=2,uds=/tmp/v
+check "tag=" --kernel "$GUEST_KERNEL" --fs socket=/tmp/fs.sock
+check "out=" --kernel "$GUEST_KERNEL" --console out=tcp:1
+check "--rng" --kernel "$GUEST_KERNEL" --rng on
 echo "ok: every bad input gave one line and status 2"

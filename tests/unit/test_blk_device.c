@@ -18,6 +18,7 @@
 #include "backends/blk/blk_device.h"
 #include "backends/blk/blk_engine.h"
 #include "backends/blk/virtio_blk.h"
+#include "fake_guest.h"
 #include "core/guest_mem.h"
 #include "core/log.h"
 #include "vhost/backend.h"
@@ -124,61 +125,26 @@ static void read_image(uint64_t off, void *buf, size_t len)
 /* ---- the frontend and the guest's driver ---- */
 
 static struct vhost_frontend fe;
-static int memfd = -1;
-static uint8_t *ram;
-static struct guest_mem gm;
-
-struct drv {
-    struct vq vq;
-    struct vq_driver_slot slots[QSIZE];
-    struct vq_config cfg;
-    int kick, call, err;
-};
-static struct drv drv[NQUEUES];
-
-static void ram_up(void)
-{
-    memfd = memfd_create("blk-test-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    assert_true(memfd >= 0);
-    assert_int_equal(ftruncate(memfd, RAM_SIZE), 0);
-    assert_int_equal(fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
-    ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
-    assert_true(ram != MAP_FAILED);
-    memset(&gm, 0, sizeof(gm));
-    assert_int_equal(guest_mem_add_region(&gm, 0, RAM_SIZE, ram), 0);
-}
-
-static void ram_down(void)
-{
-    munmap(ram, RAM_SIZE);
-    close(memfd);
-    memfd = -1;
-}
+static struct fg_ram gr;
+static struct fg_ring drv[NQUEUES];
 
 /* Connect, handshake and negotiate @p features (of what is offered); no ring yet. */
 static void connect_only(void)
 {
     int sv[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    fg_socketpair(sv);
     assert_int_equal(vhost_be_init(&be, sv[1], &bd.dev), 0);
     blk_device_attach(&bd, &be);
     loop_result = 0;
     assert_int_equal(pthread_create(&loop, NULL, loop_thread, NULL), 0);
-    vhost_fe_init(&fe, sv[0]);
-    assert_int_equal(vhost_fe_handshake(&fe), 0);
-}
-
-static void set_mem_table(void)
-{
-    struct vhost_fe_region r = {.gpa = 0, .size = RAM_SIZE, .fd = memfd, .offset = 0};
-    assert_int_equal(vhost_fe_set_mem_table(&fe, &r, 1), 0);
+    fg_frontend_up(&fe, sv[0]);
 }
 
 static void connect_with(uint64_t features)
 {
     connect_only();
     assert_int_equal(vhost_fe_set_features(&fe, vhost_fe_offer(&fe, features)), 0);
-    set_mem_table();
+    fg_set_mem_table(&fe, &gr);
 }
 
 static void disconnect(void)
@@ -188,42 +154,10 @@ static void disconnect(void)
     assert_int_equal(loop_result, -ECONNRESET);
 }
 
-static struct vhost_fe_vring ring_of(unsigned q, uint16_t size, uint16_t base)
-{
-    return (struct vhost_fe_vring){.size = size,
-                                   .base = base,
-                                   .desc_gpa = drv[q].cfg.desc_addr,
-                                   .avail_gpa = drv[q].cfg.avail_addr,
-                                   .used_gpa = drv[q].cfg.used_addr,
-                                   .kick_fd = drv[q].kick,
-                                   .call_fd = drv[q].call,
-                                   .err_fd = drv[q].err};
-}
-
 static void queue_up(unsigned q, uint16_t size)
 {
-    struct drv *d = &drv[q];
-    memset(d, 0, sizeof(*d));
-    uint64_t base = RING_BASE + q * 0x8000ull;
-    memset(ram + base, 0, 0x8000);
-    d->cfg = (struct vq_config){.size = size,
-                                .features = F(VIRTIO_F_EVENT_IDX),
-                                .desc_addr = base,
-                                .avail_addr = base + 0x2000,
-                                .used_addr = base + 0x4000};
-    assert_int_equal(vq_driver_enable(&d->vq, &gm, &d->cfg, d->slots, QSIZE), 0);
-    d->kick = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    d->call = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    d->err = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    struct vhost_fe_vring r = ring_of(q, size, 0);
-    assert_int_equal(vhost_fe_vring_start(&fe, q, &r), 0);
-}
-
-static void queue_close_fds(unsigned q)
-{
-    close(drv[q].kick);
-    close(drv[q].call);
-    close(drv[q].err);
+    fg_ring_up(&drv[q], &fe, &gr, q, size, F(VIRTIO_F_EVENT_IDX), RING_BASE + q * 0x8000ull,
+               0x2000);
 }
 
 static const uint64_t want = F(VIRTIO_F_VERSION_1) | F(VIRTIO_F_EVENT_IDX) |
@@ -234,7 +168,7 @@ static const uint64_t want = F(VIRTIO_F_VERSION_1) | F(VIRTIO_F_EVENT_IDX) |
 static void up(bool ro)
 {
     open_image(ro);
-    ram_up();
+    fg_ram_up(&gr, "blk-test-ram", RAM_SIZE);
     connect_with(want);
     for (unsigned q = 0; q < NQUEUES; q++)
         queue_up(q, QSIZE);
@@ -244,28 +178,19 @@ static void down(void)
 {
     disconnect();
     for (unsigned q = 0; q < NQUEUES; q++)
-        queue_close_fds(q);
-    ram_down();
+        fg_ring_close(&drv[q]);
+    fg_ram_down(&gr);
     close_image();
-}
-
-static bool wait_fd(int fd, int ms)
-{
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    if (poll(&p, 1, ms) != 1)
-        return false;
-    uint64_t v;
-    return read(fd, &v, sizeof(v)) == sizeof(v);
 }
 
 static uint8_t *data_of(unsigned slot)
 {
-    return ram + DATA_GPA + 0x1000ull * slot;
+    return gr.ram + DATA_GPA + 0x1000ull * slot;
 }
 
 static uint8_t status_of(unsigned slot)
 {
-    return __atomic_load_n(&ram[HDR_GPA + 32ull * slot + 16], __ATOMIC_ACQUIRE);
+    return __atomic_load_n(&gr.ram[HDR_GPA + 32ull * slot + 16], __ATOMIC_ACQUIRE);
 }
 
 /* Post one request using slot @p slot's header, status byte and 4 KiB of data. */
@@ -278,8 +203,8 @@ static uint16_t post(unsigned q, unsigned slot, uint32_t type, uint64_t sector, 
     memset(h, 0, sizeof(h));
     memcpy(h, &t, 4);
     memcpy(h + 8, &s, 8);
-    memcpy(ram + hdr, h, sizeof(h));
-    ram[hdr + 16] = 0xee;
+    memcpy(gr.ram + hdr, h, sizeof(h));
+    gr.ram[hdr + 16] = 0xee;
     bool device_writes = type == VIRTIO_BLK_T_IN || type == VIRTIO_BLK_T_GET_ID;
     struct vq_seg segs[3];
     unsigned nr = 0, nw = 0;
@@ -296,10 +221,7 @@ static uint16_t post(unsigned q, unsigned slot, uint32_t type, uint64_t sector, 
 
 static void kick(unsigned q)
 {
-    if (vq_driver_should_kick(&drv[q].vq)) {
-        uint64_t one = 1;
-        assert_int_equal(write(drv[q].kick, &one, sizeof(one)), sizeof(one));
-    }
+    fg_kick(&drv[q]);
 }
 
 /* Take @p n used entries of queue @p q, waiting for the call eventfd as a driver does. */
@@ -314,7 +236,7 @@ static void reap(unsigned q, unsigned n, uint16_t *ids, uint32_t *lens)
         }
         if (vq_driver_used_notify_enable(&drv[q].vq) == 1)
             continue;
-        assert_true(wait_fd(drv[q].call, 5000));
+        assert_true(fg_wait_fd(drv[q].call, 5000));
     }
 }
 
@@ -345,7 +267,7 @@ static void assert_image_holds(uint64_t sector, uint8_t seed, uint32_t len)
 
 static uint16_t used_idx(unsigned q)
 {
-    const uint8_t *p = ram + drv[q].cfg.used_addr + 2;
+    const uint8_t *p = gr.ram + drv[q].cfg.used_addr + 2;
     return (uint16_t)(__atomic_load_n(&p[0], __ATOMIC_ACQUIRE) |
                       __atomic_load_n(&p[1], __ATOMIC_ACQUIRE) << 8);
 }
@@ -356,7 +278,7 @@ static void test_features_and_config(void **state)
 {
     (void)state;
     open_image(false);
-    ram_up();
+    fg_ram_up(&gr, "blk-test-ram", RAM_SIZE);
     connect_only();
     uint64_t f = fe.backend_features;
     assert_true(f & F(VIRTIO_F_VERSION_1));
@@ -392,7 +314,7 @@ static void test_features_and_config(void **state)
     assert_int_equal(vhost_fe_get_config(&fe, sizeof(cfg)), 0);
     assert_int_equal(((struct virtio_blk_config *)fe.config)->writeback, 0);
     disconnect();
-    ram_down();
+    fg_ram_down(&gr);
     close_image();
 }
 
@@ -486,14 +408,14 @@ static void test_stop_and_remap_in_flight(void **state)
     reap(0, n, ids, lens);
 
     /* The ring resumes where it stopped; a new table arrives with reads in flight. */
-    struct vhost_fe_vring r = ring_of(0, QSIZE, next);
+    struct vhost_fe_vring r = fg_ring_vring(&drv[0], next);
     assert_int_equal(vhost_fe_vring_start(&fe, 0, &r), 0);
     for (unsigned i = 0; i < n; i++) {
         memset(data_of(i), 0, 4096);
         post(0, i, VIRTIO_BLK_T_IN, 8ull * i, 4096);
     }
     kick(0);
-    set_mem_table();
+    fg_set_mem_table(&fe, &gr);
     reap(0, n, ids, lens);
     for (unsigned i = 0; i < n; i++) {
         assert_int_equal(status_of(i), VIRTIO_BLK_S_OK);
@@ -519,11 +441,11 @@ static void test_more_chains_than_slots(void **state)
 {
     (void)state;
     open_image(false);
-    ram_up();
+    fg_ram_up(&gr, "blk-test-ram", RAM_SIZE);
     connect_with(want);
     queue_up(0, 8);
     uint16_t head = post(0, 0, VIRTIO_BLK_T_IN, 0, 4096);
-    uint8_t *avail = ram + drv[0].cfg.avail_addr;
+    uint8_t *avail = gr.ram + drv[0].cfg.avail_addr;
     for (unsigned i = 1; i < 8; i++) {
         avail[4 + 2 * i] = (uint8_t)head;
         avail[5 + 2 * i] = 0;
@@ -554,7 +476,7 @@ static void test_more_chains_than_slots(void **state)
     }
     __atomic_store_n(&avail[2], 16, __ATOMIC_RELEASE);
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    const uint8_t *ev = ram + drv[0].cfg.used_addr + 4 + 8 * 8;
+    const uint8_t *ev = gr.ram + drv[0].cfg.used_addr + 4 + 8 * 8;
     uint16_t event = (uint16_t)(__atomic_load_n(&ev[0], __ATOMIC_ACQUIRE) |
                                 __atomic_load_n(&ev[1], __ATOMIC_ACQUIRE) << 8);
     if ((uint16_t)(16 - event - 1) < (uint16_t)(16 - 8))
@@ -564,7 +486,7 @@ static void test_more_chains_than_slots(void **state)
     for (unsigned t = 0; used_idx(0) != 16 && t < 5000; t++)
         nanosleep(&ts, NULL);
     assert_int_equal(used_idx(0), 16);
-    const uint8_t *used = ram + drv[0].cfg.used_addr;
+    const uint8_t *used = gr.ram + drv[0].cfg.used_addr;
     for (unsigned i = 0; i < 8; i++) {
         uint32_t id, len;
         memcpy(&id, used + 4 + 8 * i, 4);
@@ -572,13 +494,13 @@ static void test_more_chains_than_slots(void **state)
         assert_int_equal(le32toh(id), head);
         assert_int_equal(le32toh(len), 4097);
     }
-    assert_false(wait_fd(drv[0].err, 0));
+    assert_false(fg_wait_fd(drv[0].err, 0));
     uint16_t next = 0;
     assert_int_equal(vhost_fe_vring_stop(&fe, 0, &next), 0);
     assert_int_equal(next, 16);
     disconnect();
-    queue_close_fds(0);
-    ram_down();
+    fg_ring_close(&drv[0]);
+    fg_ram_down(&gr);
     close_image();
 }
 
@@ -592,14 +514,14 @@ static void test_reconnect(void **state)
     assert_int_equal(one(0, 0, VIRTIO_BLK_T_OUT, 16, 4096, &used), VIRTIO_BLK_S_OK);
     disconnect();
     for (unsigned q = 0; q < NQUEUES; q++)
-        queue_close_fds(q);
+        fg_ring_close(&drv[q]);
 
     connect_only();
     struct virtio_blk_config cfg;
     assert_int_equal(vhost_fe_get_config(&fe, sizeof(cfg)), 0);
     assert_int_equal(((struct virtio_blk_config *)fe.config)->writeback, 0);
     assert_int_equal(vhost_fe_set_features(&fe, vhost_fe_offer(&fe, want)), 0);
-    set_mem_table();
+    fg_set_mem_table(&fe, &gr);
     for (unsigned q = 0; q < NQUEUES; q++)
         queue_up(q, QSIZE);
     memset(data_of(1), 0, 4096);

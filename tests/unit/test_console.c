@@ -22,6 +22,7 @@
 #include "backends/console/con_device.h"
 #include "backends/console/con_host.h"
 #include "backends/console/virtio_console.h"
+#include "fake_guest.h"
 #include "core/guest_mem.h"
 #include "core/log.h"
 #include "vhost/frontend.h"
@@ -103,15 +104,10 @@ static void device_up(void)
 /* ---- the frontend and the guest's driver ---- */
 
 static struct vhost_frontend fe;
-static int memfd = -1;
-static uint8_t *ram;
-static struct guest_mem gm;
+static struct fg_ram gr;
 
 struct drvq {
-    struct vq vq;
-    struct vq_driver_slot slots[QSIZE];
-    struct vq_config cfg;
-    int kick, call, err;
+    struct fg_ring r;
     uint16_t slot_of[QSIZE]; /* head -> data slot */
     bool busy[QSIZE];        /* data slot in flight */
     unsigned in_flight;
@@ -120,48 +116,21 @@ static struct drvq dq[NQUEUES];
 
 static void connect_frontend(uint64_t features)
 {
-    memfd = memfd_create("console-test-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    assert_true(memfd >= 0);
-    assert_int_equal(ftruncate(memfd, RAM_SIZE), 0);
-    assert_int_equal(fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
-    ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
-    assert_true(ram != MAP_FAILED);
-    memset(&gm, 0, sizeof(gm));
-    assert_int_equal(guest_mem_add_region(&gm, 0, RAM_SIZE, ram), 0);
+    fg_ram_up(&gr, "console-test-ram", RAM_SIZE);
     int sv[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    fg_socketpair(sv);
     be_sock = sv[1];
     assert_int_equal(pthread_create(&loop, NULL, loop_thread, NULL), 0);
-    vhost_fe_init(&fe, sv[0]);
-    assert_int_equal(vhost_fe_handshake(&fe), 0);
+    fg_frontend_up(&fe, sv[0]);
     assert_int_equal(vhost_fe_set_features(&fe, features), 0);
-    struct vhost_fe_region r = {.gpa = 0, .size = RAM_SIZE, .fd = memfd, .offset = 0};
-    assert_int_equal(vhost_fe_set_mem_table(&fe, &r, 1), 0);
+    fg_set_mem_table(&fe, &gr);
 }
 
 static void queue_up(unsigned q)
 {
-    struct drvq *d = &dq[q];
-    memset(d, 0, sizeof(*d));
-    uint64_t base = RING_BASE + 0x1000ull * q;
-    memset(ram + base, 0, 0x1000);
-    d->cfg = (struct vq_config){.size = QSIZE,
-                                .features = F(VIRTIO_F_EVENT_IDX),
-                                .desc_addr = base,
-                                .avail_addr = base + 0x400,
-                                .used_addr = base + 0x800};
-    assert_int_equal(vq_driver_enable(&d->vq, &gm, &d->cfg, d->slots, QSIZE), 0);
-    d->kick = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    d->call = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    d->err = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    struct vhost_fe_vring r = {.size = QSIZE,
-                               .desc_gpa = d->cfg.desc_addr,
-                               .avail_gpa = d->cfg.avail_addr,
-                               .used_gpa = d->cfg.used_addr,
-                               .kick_fd = d->kick,
-                               .call_fd = d->call,
-                               .err_fd = d->err};
-    assert_int_equal(vhost_fe_vring_start(&fe, q, &r), 0);
+    memset(&dq[q], 0, sizeof(dq[q]));
+    fg_ring_up(&dq[q].r, &fe, &gr, q, QSIZE, F(VIRTIO_F_EVENT_IDX), RING_BASE + 0x1000ull * q,
+               0x400);
 }
 
 static uint64_t slot_gpa(unsigned q, unsigned s)
@@ -188,7 +157,7 @@ static uint16_t post(unsigned q, bool writable, const void *data, uint32_t len)
     assert_true(s < QSIZE && len <= SLOT);
     uint64_t gpa = slot_gpa(q, s);
     if (!writable)
-        memcpy(ram + gpa, data, len);
+        memcpy(gr.ram + gpa, data, len);
     struct vq_seg segs[2] = {{gpa, len}};
     unsigned n = 1;
     if (!writable && len > 100) {
@@ -197,7 +166,7 @@ static uint16_t post(unsigned q, bool writable, const void *data, uint32_t len)
         n = 2;
     }
     uint16_t head;
-    assert_int_equal(vq_driver_add(&d->vq, segs, writable ? 0 : n, writable ? n : 0, &head), 0);
+    assert_int_equal(vq_driver_add(&d->r.vq, segs, writable ? 0 : n, writable ? n : 0, &head), 0);
     d->busy[s] = true;
     d->slot_of[head] = (uint16_t)s;
     d->in_flight++;
@@ -206,10 +175,7 @@ static uint16_t post(unsigned q, bool writable, const void *data, uint32_t len)
 
 static void kick(unsigned q)
 {
-    if (vq_driver_should_kick(&dq[q].vq)) {
-        uint64_t one = 1;
-        assert_int_equal(write(dq[q].kick, &one, sizeof(one)), sizeof(one));
-    }
+    fg_kick(&dq[q].r);
 }
 
 /* Take one used entry, waiting up to @p ms; its bytes stay readable until the next post. */
@@ -218,7 +184,7 @@ static bool reap(unsigned q, int ms, uint8_t **data, uint32_t *len)
     struct drvq *d = &dq[q];
     for (;;) {
         uint16_t id;
-        int r = vq_driver_get_used(&d->vq, &id, len);
+        int r = vq_driver_get_used(&d->r.vq, &id, len);
         assert_true(r >= 0);
         if (r == 1) {
             unsigned s = d->slot_of[id];
@@ -226,16 +192,16 @@ static bool reap(unsigned q, int ms, uint8_t **data, uint32_t *len)
             d->busy[s] = false;
             d->in_flight--;
             if (data != NULL)
-                *data = ram + slot_gpa(q, s);
+                *data = gr.ram + slot_gpa(q, s);
             return true;
         }
-        if (vq_driver_used_notify_enable(&d->vq) == 1)
+        if (vq_driver_used_notify_enable(&d->r.vq) == 1)
             continue;
-        struct pollfd p = {.fd = d->call, .events = POLLIN};
+        struct pollfd p = {.fd = d->r.call, .events = POLLIN};
         if (poll(&p, 1, ms) != 1)
             return false;
         uint64_t v;
-        assert_int_equal(read(d->call, &v, sizeof(v)), sizeof(v));
+        assert_int_equal(read(d->r.call, &v, sizeof(v)), sizeof(v));
     }
 }
 
@@ -335,15 +301,11 @@ static void down(void)
     assert_int_equal(pthread_join(loop, NULL), 0);
     assert_int_equal(loop_end, BACKEND_END_CLOSED);
     for (unsigned q = 0; q < NQUEUES; q++) {
-        if (dq[q].kick > 0) {
-            close(dq[q].kick);
-            close(dq[q].call);
-            close(dq[q].err);
-        }
+        if (dq[q].r.kick > 0)
+            fg_ring_close(&dq[q].r);
     }
     memset(dq, 0, sizeof(dq));
-    munmap(ram, RAM_SIZE);
-    close(memfd);
+    fg_ram_down(&gr);
     con_device_destroy(&cd);
     for (unsigned i = 0; i < NPORTS; i++)
         assert_int_equal(access(paths[i], F_OK), -1); /* sockets removed */
@@ -455,7 +417,7 @@ static void guest_to_host(unsigned port, int fd, struct stream *s)
         uint32_t len;
         while (reap(q, 0, NULL, &len))
             assert_int_equal(len, 0);
-        struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = dq[q].call, .events = POLLIN}};
+        struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = dq[q].r.call, .events = POLLIN}};
         (void)poll(p, 2, 100);
         clock_gettime(CLOCK_MONOTONIC, &t);
         assert_true(t.tv_sec - t0.tv_sec < 20);
@@ -492,7 +454,7 @@ static void host_to_guest(unsigned port, int fd, struct stream *s)
         }
         kick(q);
         struct pollfd p[2] = {{.fd = fd, .events = s->sent < s->total ? POLLOUT : 0},
-                              {.fd = dq[q].call, .events = POLLIN}};
+                              {.fd = dq[q].r.call, .events = POLLIN}};
         (void)poll(p, 2, 100);
         clock_gettime(CLOCK_MONOTONIC, &t);
         assert_true(t.tv_sec - t0.tv_sec < 20);
@@ -687,8 +649,7 @@ static void test_stalled_reader(void **state)
      * device must not have kept pointers into it. Then the reader comes back, and
      * everything port 1 was given arrives, in order.
      */
-    struct vhost_fe_region r = {.gpa = 0, .size = RAM_SIZE, .fd = memfd, .offset = 0};
-    assert_int_equal(vhost_fe_set_mem_table(&fe, &r, 1), 0);
+    fg_set_mem_table(&fe, &gr);
     s1.total = s1.sent;
     guest_to_host(1, c1, &s1);
     close(c1);
@@ -717,14 +678,14 @@ static void test_bad_control(void **state)
     ctl_send(2, VIRTIO_CONSOLE_DEVICE_ADD, 0);
     /* A device-writable part in a control message. */
     struct virtio_console_control m = {htole32(1), htole16(VIRTIO_CONSOLE_PORT_READY), htole16(1)};
-    memcpy(ram + slot_gpa(CTRL_TX, 60), &m, sizeof(m));
+    memcpy(gr.ram + slot_gpa(CTRL_TX, 60), &m, sizeof(m));
     struct vq_seg segs[2] = {{slot_gpa(CTRL_TX, 60), 8}, {slot_gpa(CTRL_TX, 60) + 8, 8}};
     uint16_t head;
-    assert_int_equal(vq_driver_add(&dq[CTRL_TX].vq, segs, 1, 1, &head), 0);
+    assert_int_equal(vq_driver_add(&dq[CTRL_TX].r.vq, segs, 1, 1, &head), 0);
     kick(CTRL_TX);
     uint16_t id;
     uint32_t len;
-    for (unsigned t = 0; t < 500 && vq_driver_get_used(&dq[CTRL_TX].vq, &id, &len) == 0; t++)
+    for (unsigned t = 0; t < 500 && vq_driver_get_used(&dq[CTRL_TX].r.vq, &id, &len) == 0; t++)
         usleep(10000);
     assert_int_equal(id, head);
     assert_int_equal(len, 0);
@@ -732,7 +693,7 @@ static void test_bad_control(void **state)
     expect_no_ctl();
     ctl_send(2, VIRTIO_CONSOLE_PORT_READY, 1);
     expect_ctl(2, VIRTIO_CONSOLE_PORT_NAME, 0, NAME2);
-    assert_int_equal(poll(&(struct pollfd){.fd = dq[CTRL_TX].err, .events = POLLIN}, 1, 0), 0);
+    assert_int_equal(poll(&(struct pollfd){.fd = dq[CTRL_TX].r.err, .events = POLLIN}, 1, 0), 0);
     down();
     assert_int_equal(cd.bad_control, 4);
     assert_int_equal(cd.ports[1].c.bad_control, 2);
@@ -751,28 +712,28 @@ static void test_bad_data_chains(void **state)
     /* A transmit chain with a device-writable part: nothing reaches the host. */
     uint64_t gpa = slot_gpa(5, 50);
     static const uint8_t secret[6] = {'s', 'e', 'c', 'r', 'e', 't'};
-    memcpy(ram + gpa, secret, sizeof(secret));
+    memcpy(gr.ram + gpa, secret, sizeof(secret));
     struct vq_seg segs[2] = {{gpa, 6}, {gpa + 64, 64}};
     uint16_t head, id;
     uint32_t len;
-    assert_int_equal(vq_driver_add(&dq[5].vq, segs, 1, 1, &head), 0);
+    assert_int_equal(vq_driver_add(&dq[5].r.vq, segs, 1, 1, &head), 0);
     kick(5);
-    for (unsigned t = 0; t < 500 && vq_driver_get_used(&dq[5].vq, &id, &len) == 0; t++)
+    for (unsigned t = 0; t < 500 && vq_driver_get_used(&dq[5].r.vq, &id, &len) == 0; t++)
         usleep(10000);
     assert_int_equal(id, head);
     assert_int_equal(len, 0);
     /* A receive chain with a device-readable part gets no input; the next one does. */
     gpa = slot_gpa(4, 50);
-    memset(ram + gpa, 0x11, 128);
+    memset(gr.ram + gpa, 0x11, 128);
     struct vq_seg rx[2] = {{gpa, 8}, {gpa + 64, 64}};
-    assert_int_equal(vq_driver_add(&dq[4].vq, rx, 1, 1, &head), 0);
+    assert_int_equal(vq_driver_add(&dq[4].r.vq, rx, 1, 1, &head), 0);
     kick(4);
     assert_int_equal(send(c1, "hello", 5, 0), 5);
-    for (unsigned t = 0; t < 500 && vq_driver_get_used(&dq[4].vq, &id, &len) == 0; t++)
+    for (unsigned t = 0; t < 500 && vq_driver_get_used(&dq[4].r.vq, &id, &len) == 0; t++)
         usleep(10000);
     assert_int_equal(id, head);
     assert_int_equal(len, 0);
-    assert_int_equal(ram[gpa + 64], 0x11);
+    assert_int_equal(gr.ram[gpa + 64], 0x11);
     post(4, true, NULL, SLOT);
     kick(4);
     uint8_t *data;
@@ -859,7 +820,7 @@ static void test_disconnect_with_held_chain(void **state)
     uint16_t id;
     uint32_t len;
     unsigned back = 0;
-    while (vq_driver_get_used(&dq[q1].vq, &id, &len) == 1)
+    while (vq_driver_get_used(&dq[q1].r.vq, &id, &len) == 1)
         back++;
     assert_int_equal(back, 1);
     close(c1);

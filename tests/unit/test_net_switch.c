@@ -30,6 +30,7 @@
 #include "backends/net/virtio_net.h"
 #include "core/guest_mem.h"
 #include "core/log.h"
+#include "fake_guest.h"
 #include "vhost/frontend.h"
 #include "vhost/vhost_user.h"
 #include "virtio/virtio_ring.h"
@@ -140,19 +141,10 @@ static void wait_stat(const uint64_t *p, uint64_t want)
 
 /* ---- guests: RAM, frontend, and the virtio-net driver ---- */
 
-struct drv {
-    struct vq vq;
-    struct vq_driver_slot slots[QSIZE];
-    struct vq_config cfg;
-    int kick, call, err;
-};
-
 struct guest {
-    int memfd;
-    uint8_t *ram;
-    struct guest_mem gm;
+    struct fg_ram mem;
     struct vhost_frontend fe;
-    struct drv q[2]; /* VIRTIO_NET_RXQ, VIRTIO_NET_TXQ */
+    struct fg_ring q[2]; /* VIRTIO_NET_RXQ, VIRTIO_NET_TXQ */
     uint64_t features;
     uint64_t rx_next;
     uint64_t rx_addr[QSIZE];
@@ -166,53 +158,21 @@ static struct guest guests[MAX_GUESTS];
 static void ram_up(struct guest *g, uint8_t id)
 {
     memset(g, 0, sizeof(*g));
-    g->memfd = memfd_create("net-test-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    assert_true(g->memfd >= 0);
-    assert_int_equal(ftruncate(g->memfd, RAM_SIZE), 0);
-    assert_int_equal(fcntl(g->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
-    g->ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, g->memfd, 0);
-    assert_true(g->ram != MAP_FAILED);
-    assert_int_equal(guest_mem_add_region(&g->gm, 0, RAM_SIZE, g->ram), 0);
+    fg_ram_up(&g->mem, "net-test-ram", RAM_SIZE);
     memcpy(g->mac, (uint8_t[]){0x02, 0, 0, 0, 0, id}, 6);
     g->rx_next = RX_BASE;
-}
-
-static void queue_up(struct guest *g, unsigned q)
-{
-    struct drv *d = &g->q[q];
-    uint64_t base = RING_BASE + q * 0x8000ull;
-    memset(d, 0, sizeof(*d));
-    memset(g->ram + base, 0, 0x8000);
-    d->cfg = (struct vq_config){.size = QSIZE,
-                                .features = g->features & F(VIRTIO_F_EVENT_IDX),
-                                .desc_addr = base,
-                                .avail_addr = base + 0x2000,
-                                .used_addr = base + 0x4000};
-    assert_int_equal(vq_driver_enable(&d->vq, &g->gm, &d->cfg, d->slots, QSIZE), 0);
-    d->kick = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    d->call = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    d->err = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    struct vhost_fe_vring r = {.size = QSIZE,
-                               .desc_gpa = d->cfg.desc_addr,
-                               .avail_gpa = d->cfg.avail_addr,
-                               .used_gpa = d->cfg.used_addr,
-                               .kick_fd = d->kick,
-                               .call_fd = d->call,
-                               .err_fd = d->err};
-    assert_int_equal(vhost_fe_vring_start(&g->fe, q, &r), 0);
 }
 
 /* Negotiate @p features (of what is offered) and start both rings. */
 static void guest_connect(struct guest *g, int sock, uint64_t features)
 {
-    vhost_fe_init(&g->fe, sock);
-    assert_int_equal(vhost_fe_handshake(&g->fe), 0);
+    fg_frontend_up(&g->fe, sock);
     g->features = vhost_fe_offer(&g->fe, features);
     assert_int_equal(vhost_fe_set_features(&g->fe, g->features), 0);
-    struct vhost_fe_region r = {.gpa = 0, .size = RAM_SIZE, .fd = g->memfd, .offset = 0};
-    assert_int_equal(vhost_fe_set_mem_table(&g->fe, &r, 1), 0);
-    queue_up(g, VIRTIO_NET_RXQ);
-    queue_up(g, VIRTIO_NET_TXQ);
+    fg_set_mem_table(&g->fe, &g->mem);
+    for (unsigned q = 0; q < 2; q++)
+        fg_ring_up(&g->q[q], &g->fe, &g->mem, q, QSIZE, g->features & F(VIRTIO_F_EVENT_IDX),
+                   RING_BASE + q * 0x8000ull, 0x2000);
     g->up = true;
 }
 
@@ -221,19 +181,15 @@ static void guest_close(struct guest *g)
     if (!g->up)
         return;
     vhost_fe_close(&g->fe);
-    for (unsigned q = 0; q < 2; q++) {
-        close(g->q[q].kick);
-        close(g->q[q].call);
-        close(g->q[q].err);
-    }
+    for (unsigned q = 0; q < 2; q++)
+        fg_ring_close(&g->q[q]);
     g->up = false;
 }
 
 static void ram_down(struct guest *g)
 {
     guest_close(g);
-    munmap(g->ram, RAM_SIZE);
-    close(g->memfd);
+    fg_ram_down(&g->mem);
 }
 
 /* Add @p n guests as --fd ports, start the loop, connect them with @p features each. */
@@ -265,19 +221,7 @@ static void teardown_all(unsigned n)
 
 static void kick(struct guest *g, unsigned q)
 {
-    if (vq_driver_should_kick(&g->q[q].vq)) {
-        uint64_t one = 1;
-        assert_int_equal(write(g->q[q].kick, &one, sizeof(one)), sizeof(one));
-    }
-}
-
-static bool wait_fd(int fd, int ms)
-{
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    if (poll(&p, 1, ms) != 1)
-        return false;
-    uint64_t v;
-    return read(fd, &v, sizeof(v)) == sizeof(v);
+    fg_kick(&g->q[q]);
 }
 
 /* Post @p n receive buffers of @p size bytes each (one segment per chain). */
@@ -288,7 +232,7 @@ static void rx_post(struct guest *g, unsigned n, uint32_t size, bool do_kick)
         if (a + size > RX_END)
             a = RX_BASE;
         g->rx_next = (a + size + 63) & ~63ull;
-        memset(g->ram + a, 0xee, size);
+        memset(g->mem.ram + a, 0xee, size);
         struct vq_seg s = {.addr = a, .len = size};
         uint16_t head;
         assert_int_equal(vq_driver_add(&g->q[VIRTIO_NET_RXQ].vq, &s, 0, 1, &head), 0);
@@ -301,7 +245,7 @@ static void rx_post(struct guest *g, unsigned n, uint32_t size, bool do_kick)
 /* Take one used entry of ring @p q, waiting up to @p ms as a driver does. */
 static bool get_used(struct guest *g, unsigned q, uint16_t *id, uint32_t *len, int ms)
 {
-    struct drv *d = &g->q[q];
+    struct fg_ring *d = &g->q[q];
     for (;;) {
         int r = vq_driver_get_used(&d->vq, id, len);
         assert_true(r >= 0);
@@ -309,7 +253,7 @@ static bool get_used(struct guest *g, unsigned q, uint16_t *id, uint32_t *len, i
             return true;
         if (vq_driver_used_notify_enable(&d->vq) == 1)
             continue;
-        if (!wait_fd(d->call, ms))
+        if (!fg_wait_fd(d->call, ms))
             return false;
     }
 }
@@ -328,14 +272,14 @@ static uint32_t rx_get(struct guest *g, struct virtio_net_hdr *h, uint8_t *frame
     uint32_t len;
     assert_true(get_used(g, VIRTIO_NET_RXQ, &id, &len, 5000));
     assert_true(len >= VIRTIO_NET_HDR_LEN);
-    net_hdr_decode(g->ram + g->rx_addr[id], h);
+    net_hdr_decode(g->mem.ram + g->rx_addr[id], h);
     uint32_t got = len - VIRTIO_NET_HDR_LEN;
-    memcpy(frame, g->ram + g->rx_addr[id] + VIRTIO_NET_HDR_LEN, got);
+    memcpy(frame, g->mem.ram + g->rx_addr[id] + VIRTIO_NET_HDR_LEN, got);
     unsigned n = (g->features & F(VIRTIO_NET_F_MRG_RXBUF)) ? h->num_buffers : 1;
     assert_true(n >= 1);
     for (unsigned k = 1; k < n; k++) {
         assert_true(get_used(g, VIRTIO_NET_RXQ, &id, &len, 5000));
-        memcpy(frame + got, g->ram + g->rx_addr[id], len);
+        memcpy(frame + got, g->mem.ram + g->rx_addr[id], len);
         got += len;
     }
     if (nbufs != NULL)
@@ -350,8 +294,8 @@ static void tx_send(struct guest *g, const struct virtio_net_hdr *h, const uint8
     uint64_t a = TX_BASE + TX_SLOT * (g->tx_next++ % TX_SLOTS);
     uint32_t total = VIRTIO_NET_HDR_LEN + len;
     assert_true(total <= TX_SLOT);
-    net_hdr_encode(h, g->ram + a);
-    memcpy(g->ram + a + VIRTIO_NET_HDR_LEN, frame, len);
+    net_hdr_encode(h, g->mem.ram + a);
+    memcpy(g->mem.ram + a + VIRTIO_NET_HDR_LEN, frame, len);
     struct vq_seg segs[8];
     assert_true(nseg >= 1 && nseg <= 8 && nseg <= total);
     uint32_t off = 0;
@@ -843,8 +787,15 @@ static void test_batching(void **state)
     for (unsigned i = 0; i < TX_SLOTS; i++)
         assert_int_equal(rx_get(b, &got, rbuf, NULL), len);
     WAIT_ST(1, out_packets, TX_SLOTS);
-    assert_int_equal(ST(0, tx_kicks) - kicks0, 1);
-    assert_int_equal(ST(0, tx_notifies) - txn0, 1);
+    /* The loop thread counts a notification after publishing the used entries the
+     * test has already seen: wait for B's, then give a stray second one time to show. */
+    WAIT_ST(1, rx_notifies, rxn0 + 1);
+    usleep(50000);
+    /* At most one each: the loop may already be in a pass over A's ring (a continued
+     * one) when the frames land, and then takes them before the kick is counted; what
+     * batching rules out is a kick or a notification per frame. */
+    assert_true(ST(0, tx_kicks) - kicks0 <= 1);
+    assert_true(ST(0, tx_notifies) - txn0 <= 1);
     assert_int_equal(ST(1, rx_notifies) - rxn0, 1);
     teardown_all(2);
 }
@@ -1187,8 +1138,8 @@ static void test_hostile_rings(void **state)
     /* A header spread over twelve one-byte segments, the frame over three: reassembled. */
     uint32_t len = make_frame(fbuf, bcast, a->mac, 300, 1);
     uint64_t base = TX_BASE;
-    net_hdr_encode(&h, a->ram + base);
-    memcpy(a->ram + base + VIRTIO_NET_HDR_LEN, fbuf, len);
+    net_hdr_encode(&h, a->mem.ram + base);
+    memcpy(a->mem.ram + base + VIRTIO_NET_HDR_LEN, fbuf, len);
     struct vq_seg segs[15];
     for (unsigned i = 0; i < 12; i++)
         segs[i] = (struct vq_seg){.addr = base + i, .len = 1};
@@ -1206,8 +1157,8 @@ static void test_hostile_rings(void **state)
 
     /* C publishes a receive entry that is no descriptor: its ring breaks when B's
      * broadcast reaches it, and only its delivery is lost. */
-    struct drv *cr = &c->q[VIRTIO_NET_RXQ];
-    uint8_t *avail = c->ram + cr->cfg.avail_addr;
+    struct fg_ring *cr = &c->q[VIRTIO_NET_RXQ];
+    uint8_t *avail = c->mem.ram + cr->cfg.avail_addr;
     uint16_t idx = (uint16_t)(avail[2] | avail[3] << 8);
     uint8_t *slot = avail + 4 + 2u * (idx % QSIZE);
     /* Skip C's good buffers first: they are consumed before the bad entry. */
@@ -1237,7 +1188,7 @@ static void test_hostile_rings(void **state)
     struct vq_seg mixed[2] = {{.addr = base, .len = 64}, {.addr = base + 4096, .len = 64}};
     assert_int_equal(vq_driver_add(&a->q[VIRTIO_NET_TXQ].vq, mixed, 1, 1, &head), 0);
     kick(a, VIRTIO_NET_TXQ);
-    assert_true(wait_fd(a->q[VIRTIO_NET_TXQ].err, 5000));
+    assert_true(fg_wait_fd(a->q[VIRTIO_NET_TXQ].err, 5000));
     len = make_frame(fbuf, a->mac, b->mac, 222, 3);
     tx_send(b, &h, fbuf, len, 1, true);
     tx_reap(b, 1);

@@ -18,6 +18,7 @@
 #include "backends/rng/rng_device.h"
 #include "core/guest_mem.h"
 #include "core/log.h"
+#include "fake_guest.h"
 #include "vhost/frontend.h"
 #include "vhost/vhost_user.h"
 #include "virtio/virtio_ring.h"
@@ -46,13 +47,8 @@ static enum backend_end loop_end;
 static int be_sock; /* the backend's end of the socketpair, for the loop thread */
 
 static struct vhost_frontend fe;
-static int memfd = -1;
-static uint8_t *ram;
-static struct guest_mem gm;
-static struct vq vq;
-static struct vq_driver_slot slots[QSIZE];
-static struct vq_config cfg;
-static int kick_fd, call_fd, err_fd;
+static struct fg_ram gr;
+static struct fg_ring rq; /* the request queue */
 
 static void *loop_thread(void *arg)
 {
@@ -66,44 +62,18 @@ static void *loop_thread(void *arg)
 static void up(uint32_t max_request)
 {
     assert_int_equal(rng_device_init(&rd, max_request), 0);
-    memfd = memfd_create("rng-test-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    assert_true(memfd >= 0);
-    assert_int_equal(ftruncate(memfd, RAM_SIZE), 0);
-    assert_int_equal(fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
-    ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
-    assert_true(ram != MAP_FAILED);
-    memset(&gm, 0, sizeof(gm));
-    assert_int_equal(guest_mem_add_region(&gm, 0, RAM_SIZE, ram), 0);
+    fg_ram_up(&gr, "rng-test-ram", RAM_SIZE);
 
     int sv[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    fg_socketpair(sv);
     be_sock = sv[1];
     assert_int_equal(pthread_create(&loop, NULL, loop_thread, NULL), 0);
-    vhost_fe_init(&fe, sv[0]);
-    assert_int_equal(vhost_fe_handshake(&fe), 0);
+    fg_frontend_up(&fe, sv[0]);
     uint64_t want = F(VIRTIO_F_VERSION_1) | F(VIRTIO_F_EVENT_IDX);
     assert_int_equal(vhost_fe_offer(&fe, ~0ull), want);
     assert_int_equal(vhost_fe_set_features(&fe, want), 0);
-    struct vhost_fe_region r = {.gpa = 0, .size = RAM_SIZE, .fd = memfd, .offset = 0};
-    assert_int_equal(vhost_fe_set_mem_table(&fe, &r, 1), 0);
-
-    cfg = (struct vq_config){.size = QSIZE,
-                             .features = F(VIRTIO_F_EVENT_IDX),
-                             .desc_addr = RING_GPA,
-                             .avail_addr = RING_GPA + 0x400,
-                             .used_addr = RING_GPA + 0x800};
-    assert_int_equal(vq_driver_enable(&vq, &gm, &cfg, slots, QSIZE), 0);
-    kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    err_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    struct vhost_fe_vring ring = {.size = QSIZE,
-                                  .desc_gpa = cfg.desc_addr,
-                                  .avail_gpa = cfg.avail_addr,
-                                  .used_gpa = cfg.used_addr,
-                                  .kick_fd = kick_fd,
-                                  .call_fd = call_fd,
-                                  .err_fd = err_fd};
-    assert_int_equal(vhost_fe_vring_start(&fe, 0, &ring), 0);
+    fg_set_mem_table(&fe, &gr);
+    fg_ring_up(&rq, &fe, &gr, 0, QSIZE, F(VIRTIO_F_EVENT_IDX), RING_GPA, 0x400);
 }
 
 /* Disconnect: the loop ends as it does when a frontend leaves. */
@@ -112,16 +82,13 @@ static void down(void)
     vhost_fe_close(&fe);
     assert_int_equal(pthread_join(loop, NULL), 0);
     assert_int_equal(loop_end, BACKEND_END_CLOSED);
-    close(kick_fd);
-    close(call_fd);
-    close(err_fd);
-    munmap(ram, RAM_SIZE);
-    close(memfd);
+    fg_ring_close(&rq);
+    fg_ram_down(&gr);
 }
 
 static uint8_t *slot(unsigned i)
 {
-    return ram + DATA_GPA + (uint64_t)SLOT_SIZE * i;
+    return gr.ram + DATA_GPA + (uint64_t)SLOT_SIZE * i;
 }
 
 /* A request of @p nw writable segments of @p seg bytes each, in slot @p s. */
@@ -131,38 +98,35 @@ static uint16_t post(unsigned s, unsigned nr, unsigned nw, uint32_t seg)
     for (unsigned i = 0; i < nr + nw; i++)
         segs[i] = (struct vq_seg){DATA_GPA + (uint64_t)SLOT_SIZE * s + (uint64_t)seg * i, seg};
     uint16_t head;
-    assert_int_equal(vq_driver_add(&vq, segs, nr, nw, &head), 0);
+    assert_int_equal(vq_driver_add(&rq.vq, segs, nr, nw, &head), 0);
     return head;
 }
 
 static void kick(void)
 {
-    if (vq_driver_should_kick(&vq)) {
-        uint64_t one = 1;
-        assert_int_equal(write(kick_fd, &one, sizeof(one)), sizeof(one));
-    }
+    fg_kick(&rq);
 }
 
 /* Wait for the call eventfd; its count says how many notifications came. */
 static uint64_t wait_call(int ms)
 {
-    struct pollfd p = {.fd = call_fd, .events = POLLIN};
+    struct pollfd p = {.fd = rq.call, .events = POLLIN};
     uint64_t v = 0;
     if (poll(&p, 1, ms) == 1)
-        assert_int_equal(read(call_fd, &v, sizeof(v)), sizeof(v));
+        assert_int_equal(read(rq.call, &v, sizeof(v)), sizeof(v));
     return v;
 }
 
 static void reap(unsigned n, uint16_t *ids, uint32_t *lens)
 {
     for (unsigned got = 0; got < n;) {
-        int r = vq_driver_get_used(&vq, &ids[got], &lens[got]);
+        int r = vq_driver_get_used(&rq.vq, &ids[got], &lens[got]);
         assert_true(r >= 0);
         if (r == 1) {
             got++;
             continue;
         }
-        if (vq_driver_used_notify_enable(&vq) == 1)
+        if (vq_driver_used_notify_enable(&rq.vq) == 1)
             continue;
         assert_true(wait_call(5000) > 0);
     }
@@ -251,7 +215,7 @@ static void test_batch_one_notification(void **state)
     uint64_t calls = wait_call(5000);
     assert_int_equal(calls, 1);
     for (unsigned i = 0; i < 16; i++) {
-        assert_int_equal(vq_driver_get_used(&vq, &ids[i], &lens[i]), 1);
+        assert_int_equal(vq_driver_get_used(&rq.vq, &ids[i], &lens[i]), 1);
         assert_int_equal(ids[i], heads[i]);
         assert_int_equal(lens[i], 64);
     }
@@ -279,7 +243,7 @@ static void test_readable_refused(void **state)
     reap(1, &id, &len);
     assert_int_equal(len, 0);
     /* The ring did not break and the device goes on. */
-    struct pollfd p = {.fd = err_fd, .events = POLLIN};
+    struct pollfd p = {.fd = rq.err, .events = POLLIN};
     assert_int_equal(poll(&p, 1, 0), 0);
     assert_int_equal(one_request(4, 1, 256), 256);
     assert_false(all_zero(slot(4), 256));

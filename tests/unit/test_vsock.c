@@ -19,6 +19,7 @@
 #include "backends/vsock/conn.h"
 #include "backends/vsock/hdr.h"
 #include "backends/vsock/vsock_dev.h"
+#include "fake_guest.h"
 #include "core/guest_mem.h"
 #include "core/log.h"
 #include "vhost/backend.h"
@@ -100,17 +101,8 @@ static void *loop_thread(void *arg)
 /* ---- guest RAM, the frontend, the driver's rings ---- */
 
 static struct vhost_frontend fe;
-static int memfd = -1;
-static uint8_t *ram;
-static struct guest_mem gm;
-
-struct drv {
-    struct vq vq;
-    struct vq_driver_slot slots[QSIZE];
-    struct vq_config cfg;
-    int kick, call, err;
-};
-static struct drv drv[VSOCK_NR_QUEUES];
+static struct fg_ram gr;
+static struct fg_ring drv[VSOCK_NR_QUEUES];
 
 static int rx_of_head[QSIZE]; /* rx buffer of a head in flight */
 static int tx_of_head[QSIZE]; /* tx slot of a head in flight */
@@ -121,10 +113,7 @@ static unsigned events_seen;
 
 static void kick(unsigned q)
 {
-    if (vq_driver_should_kick(&drv[q].vq)) {
-        uint64_t one = 1;
-        assert_int_equal(write(drv[q].kick, &one, sizeof(one)), sizeof(one));
-    }
+    fg_kick(&drv[q]);
 }
 
 static void post_rx(int i)
@@ -143,80 +132,28 @@ static void post_event(int i)
     ev_of_head[head] = i;
 }
 
-static void queue_up(unsigned q)
-{
-    struct drv *d = &drv[q];
-    memset(d, 0, sizeof(*d));
-    uint64_t b = RING_BASE + q * 0x8000ull;
-    memset(ram + b, 0, 0x8000);
-    d->cfg = (struct vq_config){.size = QSIZE,
-                                .features = F(VIRTIO_F_EVENT_IDX),
-                                .desc_addr = b,
-                                .avail_addr = b + 0x1000,
-                                .used_addr = b + 0x2000};
-    assert_int_equal(vq_driver_enable(&d->vq, &gm, &d->cfg, d->slots, QSIZE), 0);
-    d->kick = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    d->call = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    d->err = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    struct vhost_fe_vring r = {.size = QSIZE,
-                               .desc_gpa = d->cfg.desc_addr,
-                               .avail_gpa = d->cfg.avail_addr,
-                               .used_gpa = d->cfg.used_addr,
-                               .kick_fd = d->kick,
-                               .call_fd = d->call,
-                               .err_fd = d->err};
-    assert_int_equal(vhost_fe_vring_start(&fe, q, &r), 0);
-}
-
-static void queue_close_fds(unsigned q)
-{
-    close(drv[q].kick);
-    close(drv[q].call);
-    close(drv[q].err);
-}
-
-static void ram_up(void)
-{
-    memfd = memfd_create("vsock-test-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    assert_true(memfd >= 0);
-    assert_int_equal(ftruncate(memfd, RAM_SIZE), 0);
-    assert_int_equal(fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
-    ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
-    assert_true(ram != MAP_FAILED);
-    memset(&gm, 0, sizeof(gm));
-    assert_int_equal(guest_mem_add_region(&gm, 0, RAM_SIZE, ram), 0);
-}
-
-static void ram_down(void)
-{
-    munmap(ram, RAM_SIZE);
-    close(memfd);
-    memfd = -1;
-}
-
 static const uint64_t want = F(VIRTIO_F_VERSION_1) | F(VIRTIO_F_EVENT_IDX);
 
 /* Frontend connected and negotiated; the device thread running. */
 static void connect_frontend(void)
 {
     int sv[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    fg_socketpair(sv);
     assert_int_equal(vhost_be_init(&be, sv[1], &vd.dev), 0);
     vsock_dev_attach(&vd, &be);
     loop_result = 0;
     assert_int_equal(pthread_create(&loop, NULL, loop_thread, NULL), 0);
-    vhost_fe_init(&fe, sv[0]);
-    assert_int_equal(vhost_fe_handshake(&fe), 0);
+    fg_frontend_up(&fe, sv[0]);
 }
 
 /* The driver starts: rings up, every rx and event buffer offered. */
 static void driver_up(void)
 {
     assert_int_equal(vhost_fe_set_features(&fe, vhost_fe_offer(&fe, want)), 0);
-    struct vhost_fe_region r = {.gpa = 0, .size = RAM_SIZE, .fd = memfd, .offset = 0};
-    assert_int_equal(vhost_fe_set_mem_table(&fe, &r, 1), 0);
+    fg_set_mem_table(&fe, &gr);
     for (unsigned q = 0; q < VSOCK_NR_QUEUES; q++)
-        queue_up(q);
+        fg_ring_up(&drv[q], &fe, &gr, q, QSIZE, F(VIRTIO_F_EVENT_IDX), RING_BASE + q * 0x8000ull,
+                   0x1000);
     for (int i = 0; i < NRX; i++)
         post_rx(i);
     for (int i = 0; i < NEV; i++)
@@ -235,7 +172,7 @@ static void disconnect_frontend(void)
     assert_int_equal(pthread_join(loop, NULL), 0);
     assert_int_equal(loop_result, -ECONNRESET);
     for (unsigned q = 0; q < VSOCK_NR_QUEUES; q++)
-        queue_close_fds(q);
+        fg_ring_close(&drv[q]);
 }
 
 static void set_path(struct sockaddr_un *sa, const char *p)
@@ -269,13 +206,13 @@ static void device_up(void)
                                .max_conns = 16,
                                .listen_fd = ulisten};
     assert_int_equal(vsock_dev_init(&vd, &o), 0);
-    ram_up();
+    fg_ram_up(&gr, "vsock-test-ram", RAM_SIZE);
 }
 
 static void device_down(void)
 {
     vsock_dev_fini(&vd);
-    ram_down();
+    fg_ram_down(&gr);
     close(ulisten);
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
@@ -363,9 +300,9 @@ static void tx_raw(const struct vsock_hdr *h, const void *data, uint32_t len, bo
     assert_true(nr_tx_free > 0);
     int s = tx_free[--nr_tx_free];
     uint64_t g = TX_GPA + TX_STRIDE * (uint64_t)s;
-    vsock_hdr_encode(h, ram + g);
+    vsock_hdr_encode(h, gr.ram + g);
     if (len > 0)
-        memcpy(ram + g + 0x100, data, len);
+        memcpy(gr.ram + g + 0x100, data, len);
     struct vq_seg segs[3];
     unsigned n = 0;
     if (split) {
@@ -499,7 +436,7 @@ static void reap_events(void)
         assert_int_equal(len, VSOCK_EVENT_SIZE);
         int i = ev_of_head[id];
         uint32_t ev;
-        memcpy(&ev, ram + EV_GPA + 16ull * (uint64_t)i, sizeof(ev));
+        memcpy(&ev, gr.ram + EV_GPA + 16ull * (uint64_t)i, sizeof(ev));
         assert_int_equal(le32toh(ev), VSOCK_EVENT_TRANSPORT_RESET);
         events_seen++;
         post_event(i);
@@ -518,7 +455,7 @@ static void pump(int ms)
         int r;
         while ((r = vq_driver_get_used(&drv[VSOCK_RXQ].vq, &id, &len)) == 1) {
             int i = rx_of_head[id];
-            rx_packet(ram + RX_GPA + RX_STRIDE * (uint64_t)i, len);
+            rx_packet(gr.ram + RX_GPA + RX_STRIDE * (uint64_t)i, len);
             post_rx(i);
             got = true;
         }
@@ -884,7 +821,7 @@ static void test_malformed_packets(void **state)
 
 static uint16_t used_idx(unsigned q)
 {
-    const uint8_t *p = ram + drv[q].cfg.used_addr + 2;
+    const uint8_t *p = gr.ram + drv[q].cfg.used_addr + 2;
     return (uint16_t)(__atomic_load_n(&p[0], __ATOMIC_ACQUIRE) |
                       __atomic_load_n(&p[1], __ATOMIC_ACQUIRE) << 8);
 }
@@ -904,11 +841,11 @@ static void test_hostile_driver(void **state)
     h.dst_cid = 77; /* dropped quietly each time */
     int slot = tx_free[--nr_tx_free];
     uint64_t g = TX_GPA + TX_STRIDE * (uint64_t)slot;
-    vsock_hdr_encode(&h, ram + g);
+    vsock_hdr_encode(&h, gr.ram + g);
     struct vq_seg seg = {g, VSOCK_HDR_SIZE};
     uint16_t head;
     assert_int_equal(vq_driver_add(&drv[VSOCK_TXQ].vq, &seg, 1, 0, &head), 0);
-    uint8_t *avail = ram + drv[VSOCK_TXQ].cfg.avail_addr;
+    uint8_t *avail = gr.ram + drv[VSOCK_TXQ].cfg.avail_addr;
     for (unsigned round = 1; round <= 2; round++) {
         for (unsigned i = 0; i < QSIZE; i++) {
             avail[4 + 2 * i] = (uint8_t)head;
@@ -932,10 +869,10 @@ static void test_hostile_driver(void **state)
     struct vq_driver_slot fresh[QSIZE];
     struct vq_config cfg = drv[VSOCK_TXQ].cfg;
     struct vq txq;
-    memset(ram + cfg.desc_addr, 0, 0x3000);
+    memset(gr.ram + cfg.desc_addr, 0, 0x3000);
     cfg.used_idx = 0;
     assert_int_equal(vhost_fe_vring_stop(&fe, VSOCK_TXQ, &(uint16_t){0}), 0);
-    assert_int_equal(vq_driver_enable(&txq, &gm, &cfg, fresh, QSIZE), 0);
+    assert_int_equal(vq_driver_enable(&txq, &gr.gm, &cfg, fresh, QSIZE), 0);
     struct vhost_fe_vring r = {.size = QSIZE,
                                .desc_gpa = cfg.desc_addr,
                                .avail_gpa = cfg.avail_addr,

@@ -115,30 +115,45 @@ int backend_cli_parse(int argc, char **argv, const struct backend_cli_spec *spec
     if (optind < argc)
         return backend_usage_error(spec->prog, "unexpected argument '%s' (see --help)",
                                    argv[optind]);
+    int st = spec->check != NULL ? spec->check(spec->ctx) : -1;
+    if (st >= 0)
+        return st;
     if ((cli->socket_path == NULL) == (cli->fd < 0))
         return backend_usage_error(spec->prog, "give exactly one of --socket PATH and --fd N");
     log_set_level(cli->log_level);
     return -1;
 }
 
-int backend_listen_unix(const char *path, int *out)
+/* Which step of listening failed, for the caller's message. */
+enum listen_step {
+    LISTEN_PATH,   /* too long for a socket address */
+    LISTEN_STALE,  /* something is there: -EEXIST not a socket, else unlink() failed */
+    LISTEN_SOCKET, /* socket() */
+    LISTEN_BIND,   /* bind() or listen() */
+};
+
+static int listen_at(const char *path, int backlog, int *out, enum listen_step *step)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     size_t len = strlen(path);
-    if (len == 0 || len >= sizeof(sa.sun_path))
+    *step = LISTEN_PATH;
+    if (len >= sizeof(sa.sun_path))
         return -ENAMETOOLONG;
     memcpy(sa.sun_path, path, len + 1);
     struct stat st;
+    *step = LISTEN_STALE;
     if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode))
             return -EEXIST;
         if (unlink(path) < 0)
             return -errno;
     }
+    *step = LISTEN_SOCKET;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return -errno;
-    if (bind(fd, (const struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0) {
+    *step = LISTEN_BIND;
+    if (bind(fd, (const struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, backlog) < 0) {
         int e = -errno;
         close(fd);
         return e;
@@ -147,30 +162,80 @@ int backend_listen_unix(const char *path, int *out)
     return 0;
 }
 
-/* The inherited descriptor must be a stream socket: nothing else speaks vhost-user. */
-static int check_inherited(const struct backend_cli *cli)
+int backend_listen_unix(const char *path, int *out)
+{
+    enum listen_step step;
+    /* An empty path would bind in the abstract namespace: nothing a user means. */
+    if (path[0] == '\0')
+        return -ENAMETOOLONG;
+    return listen_at(path, 1, out, &step);
+}
+
+int backend_listen(const char *prog, const char *opt, const char *path, int backlog, int *out)
+{
+    enum listen_step step;
+    int r = listen_at(path, backlog, out, &step);
+    if (r == 0)
+        return -1;
+    switch (step) {
+    case LISTEN_PATH:
+        return backend_usage_error(prog, "%s: the path '%s' is longer than %zu bytes", opt, path,
+                                   sizeof(((struct sockaddr_un *)NULL)->sun_path) - 1);
+    case LISTEN_STALE:
+        if (r == -EEXIST)
+            return backend_usage_error(prog, "%s: '%s' exists and is not a socket", opt, path);
+        return backend_usage_error(prog, "%s: cannot remove the old socket '%s': %s", opt, path,
+                                   strerror(-r));
+    case LISTEN_SOCKET:
+        log_error("socket: %s", strerror(-r));
+        return BACKEND_EXIT_FAILURE;
+    default:
+        return backend_usage_error(prog, "%s: cannot listen on '%s': %s", opt, path, strerror(-r));
+    }
+}
+
+int backend_check_fd(const char *prog, int fd)
 {
     struct stat st;
     int type = 0;
     socklen_t len = sizeof(type);
-    if (fstat(cli->fd, &st) < 0)
-        return backend_usage_error(cli->prog, "--fd %d: %s", cli->fd, strerror(errno));
-    if (!S_ISSOCK(st.st_mode) || getsockopt(cli->fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
+    if (fstat(fd, &st) < 0)
+        return backend_usage_error(prog, "--fd %d: %s", fd, strerror(errno));
+    if (!S_ISSOCK(st.st_mode) || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
         type != SOCK_STREAM)
-        return backend_usage_error(cli->prog, "--fd %d is not a stream socket", cli->fd);
-    /* The connection is ours alone: no process we might start gets a copy. */
-    int fl = fcntl(cli->fd, F_GETFD);
-    if (fl < 0 || fcntl(cli->fd, F_SETFD, fl | FD_CLOEXEC) < 0)
-        return backend_usage_error(cli->prog, "--fd %d: %s", cli->fd, strerror(errno));
+        return backend_usage_error(prog, "--fd %d is not a stream socket", fd);
+    int fl = fcntl(fd, F_GETFD);
+    if (fl < 0 || fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0)
+        return backend_usage_error(prog, "--fd %d: %s", fd, strerror(errno));
     return -1;
+}
+
+int backend_signalfd(bool usr1)
+{
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    if (usr1)
+        sigaddset(&sigs, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    int sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+    return sfd >= 0 ? sfd : -errno;
+}
+
+static unsigned prog_max(const struct backend_hooks *h)
+{
+    return h->max_pollfds != 0 ? h->max_pollfds : BACKEND_MAX_PROG_POLLFDS;
 }
 
 static unsigned prog_pollfds(const struct backend_hooks *h, struct vhost_be *be, struct pollfd *pfd)
 {
     if (h->pollfds == NULL)
         return 0;
-    unsigned n = h->pollfds(h->opaque, be, pfd, BACKEND_MAX_PROG_POLLFDS);
-    return n <= BACKEND_MAX_PROG_POLLFDS ? n : BACKEND_MAX_PROG_POLLFDS;
+    unsigned max = prog_max(h);
+    unsigned n = h->pollfds(h->opaque, be, pfd, max);
+    return n <= max ? n : max;
 }
 
 static int prog_dispatch(const struct backend_hooks *h, struct vhost_be *be,
@@ -181,14 +246,44 @@ static int prog_dispatch(const struct backend_hooks *h, struct vhost_be *be,
     return h->dispatch(h->opaque, be, pfd, n);
 }
 
-enum backend_end backend_serve_connection(int sock, const struct vhost_be_device *dev,
-                                          const struct backend_hooks *hooks, int stop_fd)
+static int prog_timeout(const struct backend_hooks *h, struct vhost_be *be)
 {
+    return h->timeout != NULL ? h->timeout(h->opaque, be) : -1;
+}
+
+/*
+ * Whether the stop descriptor, with @p revents from poll(), ends serving. A signalfd
+ * is read, and its signal may be one that does not stop (SIGUSR1); any other
+ * descriptor is left unread for the caller.
+ */
+static bool stop_now(const struct backend_hooks *h, int stop_fd, bool is_signalfd, short revents)
+{
+    if (revents == 0)
+        return false;
+    if (!is_signalfd)
+        return true;
+    struct signalfd_siginfo si;
+    if (read(stop_fd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+        return false;
+    if (h->signal != NULL)
+        return h->signal(h->opaque, si.ssi_signo);
+    log_info("signal %u: exiting", si.ssi_signo);
+    return true;
+}
+
+static enum backend_end serve_connection(int sock, const struct vhost_be_device *dev,
+                                         const struct backend_hooks *hooks, int stop_fd,
+                                         bool is_signalfd)
+{
+    /* [stop] [the library's, unless the program polls them] [the program's] */
+    const unsigned nlib_max = hooks->with_library ? 0 : VHOST_BE_MAX_POLLFDS;
     /* A struct vhost_be holds every ring's state: too large for a thread's stack. */
     struct vhost_be *be = malloc(sizeof(*be));
-    if (be == NULL || vhost_be_init(be, sock, dev) < 0) {
+    struct pollfd *pfd = calloc(1 + nlib_max + prog_max(hooks), sizeof(*pfd));
+    if (be == NULL || pfd == NULL || vhost_be_init(be, sock, dev) < 0) {
         log_error("cannot serve the connection: %s",
-                  be == NULL ? strerror(ENOMEM) : "bad device description");
+                  be == NULL || pfd == NULL ? strerror(ENOMEM) : "bad device description");
+        free(pfd);
         free(be);
         close(sock);
         return BACKEND_END_FAILED;
@@ -197,24 +292,22 @@ enum backend_end backend_serve_connection(int sock, const struct vhost_be_device
         hooks->attach(hooks->opaque, be);
     enum backend_end end = BACKEND_END_CLOSED;
     for (;;) {
-        /* [stop] [the library's] [the program's] */
-        struct pollfd pfd[1 + VHOST_BE_MAX_POLLFDS + BACKEND_MAX_PROG_POLLFDS];
         pfd[0] = (struct pollfd){.fd = stop_fd, .events = POLLIN};
-        unsigned nlib = vhost_be_pollfds(be, pfd + 1, VHOST_BE_MAX_POLLFDS);
+        unsigned nlib = nlib_max != 0 ? vhost_be_pollfds(be, pfd + 1, nlib_max) : 0;
         unsigned nprog = prog_pollfds(hooks, be, pfd + 1 + nlib);
-        if (poll(pfd, 1 + nlib + nprog, -1) < 0) {
+        if (poll(pfd, 1 + nlib + nprog, prog_timeout(hooks, be)) < 0) {
             if (errno == EINTR)
                 continue;
             log_error("poll: %s", strerror(errno));
             end = BACKEND_END_FAILED;
             break;
         }
-        if (pfd[0].revents != 0) {
+        if (stop_now(hooks, stop_fd, is_signalfd, pfd[0].revents)) {
             end = BACKEND_END_STOP;
             break;
         }
         int r = prog_dispatch(hooks, be, pfd + 1 + nlib, nprog);
-        if (r == 0)
+        if (r == 0 && nlib_max != 0)
             r = vhost_be_dispatch(be, pfd + 1, nlib);
         if (r == -ECONNRESET) {
             log_info("the frontend closed the connection");
@@ -230,14 +323,14 @@ enum backend_end backend_serve_connection(int sock, const struct vhost_be_device
         hooks->detach(hooks->opaque, be);
     vhost_be_destroy(be);
     free(be);
+    free(pfd);
     return end;
 }
 
-static void log_signal(int sfd)
+enum backend_end backend_serve_connection(int sock, const struct vhost_be_device *dev,
+                                          const struct backend_hooks *hooks, int stop_fd)
 {
-    struct signalfd_siginfo si;
-    if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-        log_info("signal %u: exiting", si.ssi_signo);
+    return serve_connection(sock, dev, hooks, stop_fd, false);
 }
 
 /* The next frontend's connection, or -1 when there was none after all. */
@@ -256,42 +349,60 @@ static int accept_frontend(int lfd)
 static int run_listening(int lfd, int sfd, const struct vhost_be_device *dev,
                          const struct backend_hooks *hooks)
 {
+    struct pollfd *pfd = calloc(2 + prog_max(hooks), sizeof(*pfd));
+    if (pfd == NULL) {
+        log_error("cannot serve: %s", strerror(ENOMEM));
+        return BACKEND_EXIT_FAILURE;
+    }
+    int st;
     for (;;) {
-        struct pollfd pfd[2 + BACKEND_MAX_PROG_POLLFDS];
         pfd[0] = (struct pollfd){.fd = sfd, .events = POLLIN};
         pfd[1] = (struct pollfd){.fd = lfd, .events = POLLIN};
         unsigned nprog = prog_pollfds(hooks, NULL, pfd + 2);
-        if (poll(pfd, 2 + nprog, -1) < 0) {
+        if (poll(pfd, 2 + nprog, prog_timeout(hooks, NULL)) < 0) {
             if (errno == EINTR)
                 continue;
             log_error("poll: %s", strerror(errno));
-            return BACKEND_EXIT_FAILURE;
+            st = BACKEND_EXIT_FAILURE;
+            break;
         }
-        if (pfd[0].revents != 0) {
-            log_signal(sfd);
-            return BACKEND_EXIT_OK;
+        if (stop_now(hooks, sfd, true, pfd[0].revents)) {
+            st = BACKEND_EXIT_OK;
+            break;
         }
         int r = prog_dispatch(hooks, NULL, pfd + 2, nprog);
         if (r < 0) {
             log_error("%s", strerror(-r));
-            return BACKEND_EXIT_FAILURE;
+            st = BACKEND_EXIT_FAILURE;
+            break;
         }
         int c = pfd[1].revents != 0 ? accept_frontend(lfd) : -1;
         if (c < 0)
             continue;
         log_info("frontend connected");
-        if (backend_serve_connection(c, dev, hooks, sfd) == BACKEND_END_STOP) {
-            log_signal(sfd);
-            return BACKEND_EXIT_OK;
+        if (serve_connection(c, dev, hooks, sfd, true) == BACKEND_END_STOP) {
+            st = BACKEND_EXIT_OK;
+            break;
         }
     }
+    free(pfd);
+    return st;
+}
+
+int backend_serve(int listen_fd, int conn_fd, int signal_fd, const struct vhost_be_device *dev,
+                  const struct backend_hooks *hooks)
+{
+    if (listen_fd >= 0)
+        return run_listening(listen_fd, signal_fd, dev, hooks);
+    enum backend_end end = serve_connection(conn_fd, dev, hooks, signal_fd, true);
+    return end == BACKEND_END_FAILED ? BACKEND_EXIT_FAILURE : BACKEND_EXIT_OK;
 }
 
 int backend_main(const struct backend_cli *cli, const struct vhost_be_device *dev,
                  const struct backend_hooks *hooks)
 {
     int lfd = -1, st;
-    if (cli->fd >= 0 && (st = check_inherited(cli)) >= 0)
+    if (cli->fd >= 0 && (st = backend_check_fd(cli->prog, cli->fd)) >= 0)
         return st;
     if (cli->socket_path != NULL) {
         int r = backend_listen_unix(cli->socket_path, &lfd);
@@ -302,31 +413,19 @@ int backend_main(const struct backend_cli *cli, const struct vhost_be_device *de
             return backend_usage_error(cli->prog, "--socket: cannot listen on '%s': %s",
                                        cli->socket_path, strerror(-r));
     }
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    sigprocmask(SIG_BLOCK, &sigs, NULL);
-    /* A host peer that went away must be an EPIPE for the write, not our death. */
-    signal(SIGPIPE, SIG_IGN);
-    int sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+    int sfd = backend_signalfd(false);
     if (sfd < 0) {
-        log_error("signalfd: %s", strerror(errno));
+        log_error("signalfd: %s", strerror(-sfd));
         st = BACKEND_EXIT_FAILURE;
-    } else if (lfd >= 0) {
-        log_info("listening on %s", cli->socket_path);
-        st = run_listening(lfd, sfd, dev, hooks);
     } else {
-        enum backend_end end = backend_serve_connection(cli->fd, dev, hooks, sfd);
-        if (end == BACKEND_END_STOP)
-            log_signal(sfd);
-        st = end == BACKEND_END_FAILED ? BACKEND_EXIT_FAILURE : BACKEND_EXIT_OK;
+        if (lfd >= 0)
+            log_info("listening on %s", cli->socket_path);
+        st = backend_serve(lfd, cli->fd, sfd, dev, hooks);
+        close(sfd);
     }
     if (lfd >= 0) {
         close(lfd);
         (void)unlink(cli->socket_path);
     }
-    if (sfd >= 0)
-        close(sfd);
     return st;
 }

@@ -19,6 +19,13 @@
  * st = backend_main(&cli, &dev, &hooks);
  * @endcode
  *
+ * A program that must do something between its own checks and the listening (open an
+ * image, listen on a second socket) takes backend_main()'s steps one by one instead:
+ * backend_check_fd(), backend_listen(), backend_signalfd(), then backend_serve().
+ * bulkhead-net, which serves many frontends at once and no single --socket, uses only
+ * the helpers (backend_usage_error(), backend_parse_u64(), backend_listen(),
+ * backend_check_fd(), backend_signalfd()).
+ *
  * **One thread.** The library's descriptors (socket, kicks), the program's own (host
  * sockets, files) and SIGTERM/SIGINT (a signalfd) are served by one poll() loop. The
  * program's descriptors are polled also while no frontend is connected (its hooks then
@@ -36,6 +43,7 @@
 
 #include <getopt.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 /** Exit status: stopped by SIGTERM/SIGINT, or the inherited connection closed. */
@@ -85,7 +93,14 @@ struct backend_cli_spec {
      * @return -1 to go on, or an exit status (after backend_usage_error()).
      */
     int (*option)(void *ctx, int val, const char *arg);
-    /** Passed to @c option. */
+    /**
+     * Called once every option is read, before the --socket/--fd check, so that a
+     * missing required option of the program is the error reported first. May be NULL.
+     * @param ctx @c ctx below.
+     * @return -1 to go on, or an exit status (after backend_usage_error()).
+     */
+    int (*check)(void *ctx);
+    /** Passed to @c option and @c check. */
     void *ctx;
 };
 
@@ -134,6 +149,38 @@ int backend_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 int backend_listen_unix(const char *path, int *out);
 
 /**
+ * Listen like backend_listen_unix() (empty paths aside), saying what failed in one
+ * error line naming the option: the path is too long, is not a socket, the old socket
+ * cannot be removed, or cannot be listened on.
+ * @param prog program name, the error line's prefix.
+ * @param opt the option that gave @p path, e.g. "--socket".
+ * @param path the socket path; an empty one is a socket in the abstract namespace.
+ * @param backlog listen() backlog: 1 for a frontend, more for host clients.
+ * @param out receives the listening descriptor (non-blocking, close-on-exec).
+ * @return -1 when listening; BACKEND_EXIT_USAGE after the error line;
+ *         BACKEND_EXIT_FAILURE when no socket could be made (logged).
+ */
+int backend_listen(const char *prog, const char *opt, const char *path, int backlog, int *out);
+
+/**
+ * Check an inherited --fd: it must be a stream socket, the only thing that speaks
+ * vhost-user. It is made close-on-exec, so no process we start holds the connection.
+ * @param prog program name, the error line's prefix.
+ * @param fd the descriptor.
+ * @return -1 when it can be served; BACKEND_EXIT_USAGE after an error line.
+ */
+int backend_check_fd(const char *prog, int fd);
+
+/**
+ * Block SIGTERM and SIGINT (and SIGUSR1 when @p usr1) into a signalfd, so that the
+ * poll() loop sees them, and ignore SIGPIPE: a host peer that went away must be an
+ * EPIPE for the write, not the end of the process.
+ * @param usr1 also take SIGUSR1 (the hooks' @c signal hook gets it).
+ * @return the signalfd (non-blocking, close-on-exec); a negative errno from signalfd().
+ */
+int backend_signalfd(bool usr1);
+
+/**
  * What the serving loop calls besides the vhost-user library, for the program's own
  * descriptors. Every member but @c opaque is optional.
  */
@@ -172,6 +219,32 @@ struct backend_hooks {
      * @return 0; a negative errno ends the connection (logged, as a failure).
      */
     int (*dispatch)(void *opaque, struct vhost_be *be, const struct pollfd *pfd, unsigned n);
+    /**
+     * The timeout of the next poll(), asked after @c pollfds: a deadline of the
+     * program's, or 0 while it busy-polls its rings after work. NULL: none.
+     * @param opaque @c opaque.
+     * @param be the connection, or NULL while none is attached.
+     * @return milliseconds, or -1 to wait for a descriptor.
+     */
+    int (*timeout)(void *opaque, struct vhost_be *be);
+    /**
+     * A signal arrived on the signalfd of backend_main() or backend_serve() (never on
+     * a plain stop descriptor). NULL: log it and stop.
+     * @param opaque @c opaque.
+     * @param signo SIGTERM, SIGINT, or SIGUSR1 when backend_signalfd() took it.
+     * @return true to stop serving (the program then exits 0), false to go on.
+     */
+    bool (*signal)(void *opaque, uint32_t signo);
+    /**
+     * The @c pollfds and @c dispatch hooks cover the library's descriptors too:
+     * @c pollfds fills vhost_be_pollfds()' entries first and @c dispatch calls
+     * vhost_be_dispatch() itself, for a device that must act before the library reads a
+     * control message (complete requests in flight) or after it (fill rx buffers).
+     * Its @c dispatch result then also ends the connection on -ECONNRESET (closed).
+     */
+    bool with_library;
+    /** Entries the @c pollfds hook may fill; 0 for BACKEND_MAX_PROG_POLLFDS. */
+    unsigned max_pollfds;
 };
 
 /** How serving one connection ended. */
@@ -195,9 +268,23 @@ enum backend_end backend_serve_connection(int sock, const struct vhost_be_device
                                           const struct backend_hooks *hooks, int stop_fd);
 
 /**
- * Run the program: block SIGTERM and SIGINT into a signalfd, ignore SIGPIPE, then
- * either listen on --socket and serve one frontend after another (the program's
- * descriptors are polled in between too), or serve the inherited --fd once.
+ * Serve frontends until a signal asks to stop: those that connect to @p listen_fd one
+ * after another (the program's descriptors are polled in between too), or the
+ * connection @p conn_fd once. Signals go to @c hooks->signal.
+ * @param listen_fd the listening socket (not owned), or -1.
+ * @param conn_fd the connected socket when @p listen_fd is -1; owned.
+ * @param signal_fd from backend_signalfd().
+ * @param dev the device; must outlive the call.
+ * @param hooks the program's hooks.
+ * @return the exit status: BACKEND_EXIT_OK stopped by a signal or @p conn_fd closed;
+ *         BACKEND_EXIT_FAILURE a failure (on @p conn_fd, or of poll()).
+ */
+int backend_serve(int listen_fd, int conn_fd, int signal_fd, const struct vhost_be_device *dev,
+                  const struct backend_hooks *hooks);
+
+/**
+ * Run the program: backend_check_fd() an inherited --fd, listen on --socket,
+ * backend_signalfd(), then backend_serve() (the socket file is removed at the end).
  * @param cli the parsed common options.
  * @param dev the device; must outlive the call.
  * @param hooks the program's hooks.

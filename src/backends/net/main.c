@@ -3,35 +3,28 @@
  * bulkhead-net: the vhost-user-net backend, a process of its own: a userspace switch
  * between VM ports (one vhost-user-net connection each, listening or inherited) and
  * tap uplinks to the host. One thread serves everything in one poll() loop; the switch
- * itself (forwarding, backpressure, offloads) is in switch.h.
+ * itself (forwarding, backpressure, offloads) is in switch.h. It serves many frontends
+ * at once, so of the small backends' skeleton (backends/common/backend_prog.h) it
+ * takes the helpers, not the one-frontend serving loop.
  */
+#include "backends/common/backend_prog.h"
 #include "backends/net/switch.h"
 #include "backends/net/tap.h"
 #include "core/log.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
-/* Exit statuses, documented in --help and docs/backend-net.md. */
-enum {
-    EXIT_OK = 0,
-    EXIT_FAILURE_RUN = 1,
-    EXIT_USAGE = 2,
-};
+#define PROG "bulkhead-net"
 
 static const char usage[] =
     "usage: bulkhead-net [--mode switch|p2p] [--port PATH]... [--fd N]... [--tap IFNAME]...\n"
@@ -68,41 +61,15 @@ struct options {
     enum net_mode mode;                   /**< --mode. */
     struct port_arg ports[NET_MAX_PORTS]; /**< --port, --fd and --tap, in order. */
     unsigned nr_ports;                    /**< Entries of @c ports. */
-    unsigned queue_size;                  /**< --queue-size. */
-    unsigned poll_us;                     /**< --poll. */
+    uint64_t queue_size;                  /**< --queue-size. */
+    uint64_t poll_us;                     /**< --poll. */
     enum log_level log_level;             /**< --log-level. */
 };
-
-/* One line on stderr and status 2: the user's input cannot be used. */
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("bulkhead-net: error: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return EXIT_USAGE;
-}
-
-static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
-{
-    char *end;
-    if (s[0] < '0' || s[0] > '9')
-        return -EINVAL;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < min || v > max)
-        return -EINVAL;
-    *out = (unsigned)v;
-    return 0;
-}
 
 static int add_port(struct options *o, int kind, const char *value, int fd)
 {
     if (o->nr_ports >= NET_MAX_PORTS)
-        return usage_error("too many ports (at most %u)", NET_MAX_PORTS);
+        return backend_usage_error(PROG, "too many ports (at most %u)", NET_MAX_PORTS);
     o->ports[o->nr_ports++] = (struct port_arg){.kind = kind, .value = value, .fd = fd};
     return -1;
 }
@@ -136,7 +103,7 @@ static int parse_options(int argc, char **argv, struct options *o)
     o->queue_size = NET_DEFAULT_QUEUE_SIZE;
     o->poll_us = NET_DEFAULT_POLL_US;
     o->log_level = LOG_WARN;
-    unsigned v;
+    uint64_t v;
     int st;
     opterr = 0; /* our own one-line messages */
     for (;;) {
@@ -151,20 +118,20 @@ static int parse_options(int argc, char **argv, struct options *o)
             else if (strcmp(optarg, "p2p") == 0)
                 o->mode = NET_MODE_P2P;
             else
-                return usage_error("--mode: '%s' is neither switch nor p2p", optarg);
+                return backend_usage_error(PROG, "--mode: '%s' is neither switch nor p2p", optarg);
             break;
         case OPT_PORT:
             if (optarg[0] == '\0')
-                return usage_error("--port: empty path");
+                return backend_usage_error(PROG, "--port: empty path");
             if ((st = add_port(o, ARG_PORT, optarg, -1)) >= 0)
                 return st;
             break;
         case OPT_FD:
-            if (parse_uint(optarg, 0, INT_MAX, &v) < 0)
-                return usage_error("--fd: '%s' is not a descriptor number", optarg);
+            if (backend_parse_u64(optarg, 0, INT_MAX, &v) < 0)
+                return backend_usage_error(PROG, "--fd: '%s' is not a descriptor number", optarg);
             for (unsigned i = 0; i < o->nr_ports; i++) {
                 if (o->ports[i].kind == ARG_FD && o->ports[i].fd == (int)v)
-                    return usage_error("--fd %u is given twice", v);
+                    return backend_usage_error(PROG, "--fd %d is given twice", (int)v);
             }
             if ((st = add_port(o, ARG_FD, optarg, (int)v)) >= 0)
                 return st;
@@ -174,83 +141,36 @@ static int parse_options(int argc, char **argv, struct options *o)
                 return st;
             break;
         case OPT_QUEUE_SIZE:
-            if (parse_uint(optarg, 2, 32768, &v) < 0 || (v & (v - 1)) != 0)
-                return usage_error("--queue-size: '%s' is not a power of two from 2 to 32768",
-                                   optarg);
+            if (backend_parse_u64(optarg, 2, 32768, &v) < 0 || (v & (v - 1)) != 0)
+                return backend_usage_error(
+                    PROG, "--queue-size: '%s' is not a power of two from 2 to 32768", optarg);
             o->queue_size = v;
             break;
         case OPT_POLL:
-            if (parse_uint(optarg, 0, NET_MAX_POLL_US, &o->poll_us) < 0)
-                return usage_error("--poll: '%s' is not a number of microseconds from 0 to %u",
-                                   optarg, NET_MAX_POLL_US);
+            if (backend_parse_u64(optarg, 0, NET_MAX_POLL_US, &o->poll_us) < 0)
+                return backend_usage_error(
+                    PROG, "--poll: '%s' is not a number of microseconds from 0 to %u", optarg,
+                    NET_MAX_POLL_US);
             break;
         case OPT_LOG_LEVEL:
             if (log_parse_level(optarg, &o->log_level) < 0)
-                return usage_error("--log-level: unknown level '%s'", optarg);
+                return backend_usage_error(PROG, "--log-level: unknown level '%s'", optarg);
             break;
         case OPT_HELP:
             fputs(usage, stdout);
-            return EXIT_OK;
+            return BACKEND_EXIT_OK;
         case ':':
-            return usage_error("%s needs an argument", argv[prev]);
+            return backend_usage_error(PROG, "%s needs an argument", argv[prev]);
         default:
-            return usage_error("unknown option '%s' (see --help)", argv[prev]);
+            return backend_usage_error(PROG, "unknown option '%s' (see --help)", argv[prev]);
         }
     }
     if (optind < argc)
-        return usage_error("unexpected argument '%s' (see --help)", argv[optind]);
+        return backend_usage_error(PROG, "unexpected argument '%s' (see --help)", argv[optind]);
     if (o->nr_ports == 0)
-        return usage_error("no port: give at least one --port, --fd or --tap");
+        return backend_usage_error(PROG, "no port: give at least one --port, --fd or --tap");
     if (o->mode == NET_MODE_P2P && o->nr_ports != 2)
-        return usage_error("--mode p2p needs exactly two ports, not %u", o->nr_ports);
-    return -1;
-}
-
-/* Listen on @p path, replacing a socket a previous run left behind (never another file). */
-static int listen_on(const char *path, int *out)
-{
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof(sa.sun_path))
-        return usage_error("--port: the path '%s' is longer than %zu bytes", path,
-                           sizeof(sa.sun_path) - 1);
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    struct stat st;
-    if (lstat(path, &st) == 0) {
-        if (!S_ISSOCK(st.st_mode))
-            return usage_error("--port: '%s' exists and is not a socket", path);
-        if (unlink(path) < 0)
-            return usage_error("--port: cannot remove the old socket '%s': %s", path,
-                               strerror(errno));
-    }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) {
-        log_error("socket: %s", strerror(errno));
-        return EXIT_FAILURE_RUN;
-    }
-    if (bind(fd, (const struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0) {
-        int e = errno;
-        close(fd);
-        return usage_error("--port: cannot listen on '%s': %s", path, strerror(e));
-    }
-    *out = fd;
-    return -1;
-}
-
-/* The inherited descriptor must be a connected stream socket; nothing else speaks vhost-user. */
-static int check_fd(int fd)
-{
-    struct stat st;
-    int type = 0;
-    socklen_t len = sizeof(type);
-    if (fstat(fd, &st) < 0)
-        return usage_error("--fd %d: %s", fd, strerror(errno));
-    if (!S_ISSOCK(st.st_mode) || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
-        type != SOCK_STREAM)
-        return usage_error("--fd %d is not a stream socket", fd);
-    /* Nothing we start should inherit the frontend's connection. */
-    int fl = fcntl(fd, F_GETFD);
-    if (fl >= 0)
-        (void)fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+        return backend_usage_error(PROG, "--mode p2p needs exactly two ports, not %u", o->nr_ports);
     return -1;
 }
 
@@ -263,13 +183,13 @@ static int open_ports(struct net_switch *sw, struct options *o)
         char name[64];
         switch (a->kind) {
         case ARG_PORT:
-            if ((st = listen_on(a->value, &fd)) >= 0)
+            if ((st = backend_listen(PROG, "--port", a->value, 1, &fd)) >= 0)
                 return st;
             a->bound = true;
             r = net_switch_add_vm_listen(sw, fd, a->value);
             break;
         case ARG_FD:
-            if ((st = check_fd(a->fd)) >= 0)
+            if ((st = backend_check_fd(PROG, a->fd)) >= 0)
                 return st;
             snprintf(name, sizeof(name), "fd %d", a->fd);
             fd = a->fd;
@@ -278,14 +198,15 @@ static int open_ports(struct net_switch *sw, struct options *o)
         default:
             r = tap_open(a->value, &fd);
             if (r < 0)
-                return usage_error("--tap %s: cannot open the tap: %s", a->value, strerror(-r));
+                return backend_usage_error(PROG, "--tap %s: cannot open the tap: %s", a->value,
+                                           strerror(-r));
             r = net_switch_add_tap(sw, fd, a->value);
             break;
         }
         if (r < 0) {
             close(fd);
             log_error("cannot add port %u: %s", i, strerror(-r));
-            return EXIT_FAILURE_RUN;
+            return BACKEND_EXIT_FAILURE;
         }
     }
     return -1;
@@ -318,15 +239,15 @@ static int run(struct net_switch *sw, int sfd)
             if (errno == EINTR)
                 continue;
             log_error("poll: %s", strerror(errno));
-            return EXIT_FAILURE_RUN;
+            return BACKEND_EXIT_FAILURE;
         }
         if (pfd[0].revents != 0 && handle_signals(sfd, sw))
-            return EXIT_OK;
+            return BACKEND_EXIT_OK;
         net_switch_dispatch(sw, pfd + 1, n - 1);
         busy = net_switch_poll(sw);
         if (net_switch_finished(sw)) {
             log_info("every connection has ended");
-            return net_switch_failed(sw) ? EXIT_FAILURE_RUN : EXIT_OK;
+            return net_switch_failed(sw) ? BACKEND_EXIT_FAILURE : BACKEND_EXIT_OK;
         }
     }
 }
@@ -339,26 +260,20 @@ int main(int argc, char **argv)
         return st;
     log_set_level(o.log_level);
 
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGUSR1);
-    sigprocmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    int sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+    int sfd = backend_signalfd(true);
     if (sfd < 0) {
-        log_error("signalfd: %s", strerror(errno));
-        return EXIT_FAILURE_RUN;
+        log_error("signalfd: %s", strerror(-sfd));
+        return BACKEND_EXIT_FAILURE;
     }
 
     struct net_switch *sw = malloc(sizeof(*sw));
-    struct net_switch_opts so = {.mode = o.mode, .poll_us = o.poll_us, .queue_size = o.queue_size};
+    struct net_switch_opts so = {
+        .mode = o.mode, .poll_us = (unsigned)o.poll_us, .queue_size = (unsigned)o.queue_size};
     if (sw == NULL || net_switch_init(sw, &so) < 0) {
         log_error("cannot set up: out of memory");
         free(sw);
         close(sfd);
-        return EXIT_FAILURE_RUN;
+        return BACKEND_EXIT_FAILURE;
     }
     st = open_ports(sw, &o);
     if (st < 0) {

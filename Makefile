@@ -136,7 +136,9 @@ format:
 check:
 	tools/deps check
 	clang-format --dry-run --Werror $(CHECK_SRCS)
-	clang-tidy --quiet $(filter %.c,$(CHECK_SRCS)) -- $(CPPFLAGS) -Itests/unit $(CSTD) 2>&1 \
+	@# One clang-tidy per six files, on every CPU: a single one takes minutes on this tree.
+	printf '%s\n' $(filter %.c,$(CHECK_SRCS)) | xargs -P "$$(nproc)" -n 6 sh -c \
+	    'clang-tidy --quiet "$$@" -- $(CPPFLAGS) -Itests/unit $(CSTD)' clang-tidy 2>&1 \
 	    | { grep -v -E '^[0-9]+ warnings? generated' || true; }
 	@# Doxygen checks the functions of a header only when the header itself is documented.
 	@missing=$$(grep -L '@file' $$(find src -name '*.h')); \

@@ -54,8 +54,11 @@ $(BUILD)/libbulkhead.a: $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
+# libseccomp: every program's --sandbox filter (src/host/seccomp.c); linked statically.
+SECCOMP_LDLIBS := -lseccomp
+
 $(BUILD)/bulkhead-vmm: $(VMM_OBJS) $(BUILD)/libbulkhead.a
-	$(CC) $(ALL_CFLAGS) -o $@ $(VMM_OBJS) $(BUILD)/libbulkhead.a $(VMM_LDFLAGS)
+	$(CC) $(ALL_CFLAGS) -o $@ $(VMM_OBJS) $(BUILD)/libbulkhead.a $(SECCOMP_LDLIBS) $(VMM_LDFLAGS)
 
 # liburing (io_uring): the block backend's request engine (src/backends/blk/) needs it.
 # Linking it costs nothing elsewhere: a program that does not call the engine does not pull
@@ -65,7 +68,8 @@ URING_LDLIBS := -luring
 # Every backend (bulkhead-blk, bulkhead-net, ...) is a program of its own, linked like the
 # VMM (static, PIE).
 $(BUILD)/bulkhead-%: $(BUILD)/obj/src/backends/%/main.o $(BUILD)/libbulkhead.a
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libbulkhead.a $(URING_LDLIBS) $(VMM_LDFLAGS)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libbulkhead.a $(URING_LDLIBS) $(SECCOMP_LDLIBS) \
+	    $(VMM_LDFLAGS)
 
 # A TEST build of bulkhead-blk that misbehaves on purpose (--fault KIND, src/vhost/faults.h),
 # for the hostile-backend tests: the same sources compiled with -DBULKHEAD_FAULTS into
@@ -83,12 +87,13 @@ $(BUILD)/libbulkhead-faulty.a: $(FAULTY_LIB_OBJS)
 	ar rcs $@ $^
 
 $(BUILD)/bulkhead-blk-faulty: $(BUILD)/obj-faulty/src/backends/blk/main.o $(BUILD)/libbulkhead-faulty.a
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libbulkhead-faulty.a $(URING_LDLIBS) $(VMM_LDFLAGS)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libbulkhead-faulty.a $(URING_LDLIBS) $(SECCOMP_LDLIBS) \
+	    $(VMM_LDFLAGS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libbulkhead.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(DEPFLAGS) -Itests/unit $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $< \
-	    $(BUILD)/libbulkhead.a -lcmocka $(URING_LDLIBS) -pthread
+	    $(BUILD)/libbulkhead.a -lcmocka $(URING_LDLIBS) $(SECCOMP_LDLIBS) -pthread
 
 unit: $(UNIT_BINS)
 

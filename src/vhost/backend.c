@@ -510,6 +510,11 @@ static int handle(struct vhost_be *be, struct vhost_user_msg *msg, struct vhost_
     case VHOST_USER_SET_FEATURES:
         if (v & ~offered_features(be))
             return -EINVAL;
+        /* QEMU's vhost-user-net repeats the same SET_FEATURES for every queue pair, after
+         * the first pair's rings started: a repeat that changes nothing is harmless. */
+        if ((v & ~BIT(VHOST_USER_F_PROTOCOL_FEATURES)) == be->features &&
+            ((v & BIT(VHOST_USER_F_PROTOCOL_FEATURES)) != 0) == be->protocol_negotiated)
+            return 0;
         for (unsigned i = 0; i < be->dev->nr_queues; i++) {
             if (be->queues[i].started)
                 return -EBUSY; /* running rings were enabled with the old features */

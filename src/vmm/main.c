@@ -193,6 +193,17 @@ static void on_stop(void *opaque, uint32_t events)
     (void)events; /* the main loop re-checks the stop reason after each round */
 }
 
+/* --sandbox: the filter goes on once, before the first vCPU runs, when the VM is built and
+ * its devices' threads run; what a reboot's rebuild calls is in the profile. */
+static int sandbox_once(const struct vmm_options *opts)
+{
+    static bool applied;
+    if (applied || opts->sandbox == SANDBOX_SECCOMP_OFF)
+        return 0;
+    applied = true;
+    return sandbox_seccomp_apply(SANDBOX_PROFILE_VMM, opts->sandbox);
+}
+
 /* Run one boot of the VM; returns the stop reason, or a negative errno if it never ran. */
 static int run_once(struct vm *vm, const struct vmm_options *opts, struct boot_file *kernel,
                     struct boot_file *initrd, struct console *console, struct event_loop *loop,
@@ -212,7 +223,8 @@ static int run_once(struct vm *vm, const struct vmm_options *opts, struct boot_f
     if ((r = event_loop_add(loop, st->sfd, EVENT_IN, on_signal, st)) != 0 ||
         (r = event_loop_add(loop, st->timer_fd, EVENT_IN, on_shutdown_timeout, st)) != 0 ||
         (r = event_loop_add(loop, vm->stop_fd, EVENT_IN, on_stop, vm)) != 0 ||
-        (r = machine_attach_console(vm, loop)) != 0 || (r = vm_start(vm)) != 0) {
+        (r = machine_attach_console(vm, loop)) != 0 || (r = sandbox_once(opts)) != 0 ||
+        (r = vm_start(vm)) != 0) {
         log_error("cannot start the VM: %s", strerror(-r));
         vm_request_stop(vm, VM_STOP_ERROR, "start-up failed");
     }

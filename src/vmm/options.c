@@ -13,13 +13,13 @@ static const char usage[] =
     "usage: bulkhead-vmm --kernel PATH [--initrd PATH] [--cmdline STRING] [--mem SIZE]\n"
     "                    [--cpus N] [--serial stdio|file:PATH|unix:PATH] [--no-reboot]\n"
     "                    [--shutdown-timeout SECONDS] [--log-level error|warn|info|debug|trace]\n"
-    "                    [--name NAME] [--control PATH] [DEVICE]...\n"
+    "                    [--name NAME] [--control PATH] [--sandbox[=kill|trap]] [DEVICE]...\n"
     "DEVICE (each repeatable; every one also takes [,mode=isolated|shared][,poll=MICROSECONDS]):\n"
     "  --disk path=IMG[,readonly=on][,queues=N][,timeout=SECONDS]   bulkhead-blk serves IMG\n"
     "  --disk socket=PATH[,timeout=SECONDS]          a vhost-user-blk backend at PATH\n"
-    "  --net tap=NAME[,mac=MAC]                      bulkhead-net, the tap NAME as uplink\n"
-    "  --net socket=PATH[,mac=MAC]                   a vhost-user-net backend (a bulkhead-net\n"
-    "                                                port) at PATH\n"
+    "  --net tap=NAME[,mac=MAC][,queues=PAIRS]       bulkhead-net, the tap NAME as uplink\n"
+    "  --net socket=PATH[,mac=MAC][,queues=PAIRS]    a vhost-user-net backend (a bulkhead-net\n"
+    "                                                port) at PATH; PAIRS default: --cpus\n"
     "  --vsock cid=N,uds=PATH                        bulkhead-vsock; host side at PATH, PATH_PORT\n"
     "  --vsock socket=PATH                           a vhost-user-vsock backend at PATH\n"
     "  --console out=stdio|file:PATH|unix:PATH[,port=NAME=unix:PATH|NAME=file:PATH]...\n"
@@ -37,7 +37,11 @@ static const char usage[] =
     "             128+N stopped at once by signal N (or its shutdown timeout).\n"
     "With --serial stdio on a terminal, Ctrl-A x quits.\n"
     "--control PATH listens on a unix socket for one-line commands: status, counters,\n"
-    "shutdown (the power button), stop (at once), help.\n";
+    "shutdown (the power button), stop (at once), help.\n"
+    "--sandbox: once the VM is built, allow only the system calls the VMM runs with\n"
+    "(docs/security.md); any other kills the process (SIGSYS), or with =trap names the\n"
+    "call and exits with status 159. Every device must then be socket=: a sandboxed VMM\n"
+    "starts no backend itself.\n";
 
 int options_parse_size(const char *s, uint64_t *out)
 {
@@ -193,7 +197,7 @@ static const char *const key_name[K_COUNT] = {
 #define KEYS_COMMON (KB(K_SOCKET) | KB(K_MODE) | KB(K_POLL))
 static const unsigned kind_keys[] = {
     [VMM_DEV_BLK] = KEYS_COMMON | KB(K_PATH) | KB(K_READONLY) | KB(K_QUEUES) | KB(K_TIMEOUT),
-    [VMM_DEV_NET] = KEYS_COMMON | KB(K_TAP) | KB(K_MAC),
+    [VMM_DEV_NET] = KEYS_COMMON | KB(K_TAP) | KB(K_MAC) | KB(K_QUEUES),
     [VMM_DEV_VSOCK] = KEYS_COMMON | KB(K_CID) | KB(K_UDS),
     [VMM_DEV_CONSOLE] = KEYS_COMMON | KB(K_OUT) | KB(K_PORT),
     [VMM_DEV_RNG] = KEYS_COMMON,
@@ -237,11 +241,13 @@ static enum options_result parse_key(struct vmm_device *d, const char *opt, cons
             return fail(err, len, "%s: readonly=%s: expected on or off", opt, val);
         d->readonly = strcmp(val, "on") == 0;
         break;
-    case K_QUEUES:
-        if (parse_range(val, 1, VMM_MAX_DISK_QUEUES, &d->queues) != 0)
-            return fail(err, len, "%s: queues=%s: expected a number from 1 to %u", opt, val,
-                        VMM_MAX_DISK_QUEUES);
+    case K_QUEUES: {
+        /* A disk's request queues; a NIC's queue pairs. */
+        unsigned max = d->kind == VMM_DEV_NET ? VMM_MAX_NET_PAIRS : VMM_MAX_DISK_QUEUES;
+        if (parse_range(val, 1, max, &d->queues) != 0)
+            return fail(err, len, "%s: queues=%s: expected a number from 1 to %u", opt, val, max);
         break;
+    }
     case K_TIMEOUT:
         if (parse_range(val, 1, VMM_MAX_DISK_TIMEOUT, &d->timeout) != 0)
             return fail(err, len, "%s: timeout=%s: expected seconds from 1 to %u", opt, val,
@@ -413,6 +419,7 @@ enum options_result options_parse(int argc, char **argv, struct vmm_options *o, 
         OPT_FS,
         OPT_NAME,
         OPT_CONTROL,
+        OPT_SANDBOX,
         OPT_HELP,
         OPT_VERSION
     };
@@ -434,6 +441,7 @@ enum options_result options_parse(int argc, char **argv, struct vmm_options *o, 
         {"fs", required_argument, NULL, OPT_FS},
         {"name", required_argument, NULL, OPT_NAME},
         {"control", required_argument, NULL, OPT_CONTROL},
+        {"sandbox", optional_argument, NULL, OPT_SANDBOX},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -526,6 +534,10 @@ enum options_result options_parse(int argc, char **argv, struct vmm_options *o, 
                             "--log-level: '%s' is not one of error, warn, info, debug, trace",
                             optarg);
             break;
+        case OPT_SANDBOX:
+            if (sandbox_seccomp_parse(optarg, &o->sandbox) != 0)
+                return fail(err, len, "--sandbox: '%s' is neither kill nor trap", optarg);
+            break;
         case OPT_HELP:
             fputs(usage, stdout);
             return OPTIONS_EXIT;
@@ -546,11 +558,19 @@ enum options_result options_parse(int argc, char **argv, struct vmm_options *o, 
     unsigned on_stdio = 0;
     for (unsigned i = 0; i < o->nr_devices; i++) {
         struct vmm_device *d = &o->devices[i];
+        /* Its filter forbids fork and exec: the supervisor starts the backends. */
+        if (o->sandbox != SANDBOX_SECCOMP_OFF && d->socket == NULL)
+            return fail(err, len,
+                        "--sandbox: device %u starts its own backend; use socket=", i + 1);
         if (d->kind == VMM_DEV_CONSOLE && d->out != NULL && strcmp(d->out, "stdio") == 0 &&
             ++on_stdio > 1)
             return fail(err, len, "--console: only one console can have out=stdio");
         if (d->kind == VMM_DEV_NET && !d->mac_given)
             options_default_mac(o->name, d->tap != NULL ? d->tap : d->socket, nic, d->mac);
+        /* A queue pair per vCPU by default, so each vCPU sends on a queue of its own (as
+         * Linux's driver maps them) and receive interrupts spread over the vCPUs. */
+        if (d->kind == VMM_DEV_NET && d->queues == 0)
+            d->queues = o->cpus < VMM_MAX_NET_PAIRS ? o->cpus : VMM_MAX_NET_PAIRS;
         nic += d->kind == VMM_DEV_NET;
     }
     /* The terminal's input goes to hvc0 then; the serial console keeps writing to it. */

@@ -8,6 +8,7 @@
 
 #include "core/log.h"
 #include "host/console.h"
+#include "host/seccomp.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -42,7 +43,9 @@ struct vmm_device {
     const char *socket;     /**< socket=PATH: a backend started elsewhere; NULL: our child. */
     const char *path;       /**< --disk path=IMG. */
     bool readonly;          /**< --disk readonly=on (path= only: the backend enforces it). */
-    unsigned queues;        /**< --disk queues=N (path= only), 0: bulkhead-blk's default (1). */
+    unsigned queues;        /**< --disk queues=N (path= only), 0: bulkhead-blk's default (1);
+                                 --net queues=PAIRS, default (filled in) one per vCPU, at most
+                                 VMM_MAX_NET_PAIRS; a backend may offer fewer. */
     unsigned timeout;       /**< --disk timeout=SECONDS: a backend holding requests without
                                  completing any for this long is lost (isolated mode); 0 for
                                  devices whose requests may wait for ever (receive buffers). */
@@ -76,6 +79,9 @@ struct vmm_device {
 /** Most queues= of a --disk: what the VMM's virtio-blk device handles. */
 #define VMM_MAX_DISK_QUEUES 16
 
+/** Most queues= (queue pairs) of a --net: with the control queue, 17 virtqueues. */
+#define VMM_MAX_NET_PAIRS 8
+
 /** Most device options (--disk, --net, --vsock, --console, --rng, --fs) one VM takes. */
 #define VMM_MAX_DEVICES 16
 
@@ -98,6 +104,8 @@ struct vmm_options {
     unsigned shutdown_timeout;
     const char *control; /**< --control PATH: the control socket, or NULL. */
     const char *name;    /**< --name NAME: the VM's name, for logs and default MACs. */
+    /** --sandbox[=kill|trap]: the seccomp filter applied before the vCPUs first run. */
+    enum sandbox_seccomp_mode sandbox;
     struct vmm_device devices[VMM_MAX_DEVICES]; /**< Device options, in command-line order. */
     unsigned nr_devices;                        /**< Entries of @c devices. */
 };

@@ -10,6 +10,7 @@
 #include "platform/platform.h"
 #include "vhost/frontend.h"
 #include "virtio/isolated.h"
+#include "virtio/net_ctrl.h"
 #include "virtio/virtio_pci.h"
 #include "virtio/virtio_ring.h"
 #include "vmm/vhost_kind.h"
@@ -33,8 +34,9 @@
 #include <unistd.h>
 
 /* Queues a device may have: a disk's (bulkhead-blk and qemu-storage-daemon offer a few),
- * a console's port pairs. */
-#define VHOST_DEV_MAX_QUEUES VMM_MAX_DISK_QUEUES
+ * a console's port pairs, a NIC's queue pairs and its control queue. */
+#define VHOST_DEV_MAX_QUEUES (2 * VMM_MAX_NET_PAIRS + 1)
+_Static_assert(VHOST_DEV_MAX_QUEUES >= VMM_MAX_DISK_QUEUES, "a disk's queues must fit");
 /* Queue Size offered to the guest. */
 #define VHOST_DEV_QUEUE_SIZE 256
 /* virtio-blk: size_max and seg_max in the configuration are valid (virtio 1.2 §5.2.3). */
@@ -58,6 +60,10 @@
  * errors (isolated mode), so the guest does not wait for ever; the VMM keeps trying to
  * reconnect and the device works again when it is back. */
 #define ABSENT_FAIL_NS (10ull * 1000000000ull)
+
+/* virtio-net: a NIC with several queue pairs has a control queue, which the VMM serves. */
+#define VIRTIO_NET_F_CTRL_VQ 17
+#define VIRTIO_NET_F_MQ      22
 
 /* Isolated mode. The bounce region sits at this address of the backend's memory view:
  * any made-up base would do (the backend never learns a guest address), and one away
@@ -124,7 +130,12 @@ struct vhost_dev {
     bool vp_ready;                      /**< vp initialised. */
     struct vhost_frontend fe;           /**< The backend connection. */
     pid_t child;                        /**< bulkhead-blk we started, or 0. */
-    uint16_t nq;                        /**< Queues offered. */
+    uint16_t nq;                        /**< Queues the backend serves. */
+    uint16_t nq_all;                    /**< Queues the guest sees: nq, and the control queue
+                                             (index nq) when has_ctrl. */
+    bool has_ctrl;                      /**< A NIC with several pairs: the VMM serves its
+                                             control queue (virtio/net_ctrl.h). */
+    struct net_ctrl ctrl;               /**< Device thread: that control queue. */
     struct vdq q[VHOST_DEV_MAX_QUEUES]; /**< The first nq are in use. */
     uint64_t features;                  /**< Negotiated at DRIVER_OK. */
     unsigned cmd;                       /**< enum cmd_bits, atomic. */
@@ -272,6 +283,12 @@ static void post(struct vhost_dev *d, unsigned bits)
 static int dev_features_ok(void *opaque, uint64_t features)
 {
     struct vhost_dev *d = opaque;
+    /* The control queue is at index 2 * max_virtqueue_pairs only with MQ; without it, it
+     * would be at index 2, which this device gives the backend. A driver takes both or
+     * neither (MQ needs CTRL_VQ). */
+    const uint64_t ctrl_mq = 1ull << VIRTIO_NET_F_CTRL_VQ | 1ull << VIRTIO_NET_F_MQ;
+    if (d->has_ctrl && (features & ctrl_mq) != 0 && (features & ctrl_mq) != ctrl_mq)
+        return -EINVAL;
     /* The transport checked that these were offered; the backend offered them too (or
      * the VMM implements them itself: isolated mode's request-size limits). */
     return (features & ~(d->fe.backend_features | d->guest_only_features)) == 0 ? 0 : -EINVAL;
@@ -280,7 +297,7 @@ static int dev_features_ok(void *opaque, uint64_t features)
 static int dev_queue_enable(void *opaque, uint16_t queue, const struct vq_config *cfg)
 {
     struct vhost_dev *d = opaque;
-    if (queue >= d->nq)
+    if (queue >= d->nq_all)
         return -EINVAL;
     d->q[queue].cfg = *cfg;
     d->q[queue].enabled = true;
@@ -302,7 +319,7 @@ static int dev_start(void *opaque, uint64_t features)
 static int dev_reset(void *opaque)
 {
     struct vhost_dev *d = opaque;
-    for (unsigned i = 0; i < d->nq; i++)
+    for (unsigned i = 0; i < d->nq_all; i++)
         d->q[i].enabled = false;
     post(d, CMD_RESET);
     return VIRTIO_PCI_RESET_PENDING;
@@ -333,7 +350,7 @@ static void dev_queue_notify(void *opaque, uint16_t queue)
     struct vhost_dev *d = opaque;
     /* A kick that missed the ioeventfd (another access width): pass it on by hand. */
     uint64_t one = 1;
-    if (queue < d->nq && write(d->q[queue].kick_fd, &one, sizeof(one)) < 0)
+    if (queue < d->nq_all && write(d->q[queue].kick_fd, &one, sizeof(one)) < 0)
         log_guest(LOG_DEBUG, "%s: forwarding a kick: %s", d->name, strerror(errno));
 }
 
@@ -358,7 +375,7 @@ static void m_queue_route(void *ctx, uint16_t queue, bool direct, uint64_t addr,
     /* Both modes: the queue's interrupt eventfd becomes an irqfd while the vector is open,
      * so KVM delivers it without a VMM thread (shared: the backend writes it; isolated: the
      * device thread). While masked, the device thread takes it and sets the pending bit. */
-    if (queue >= d->nq)
+    if (queue >= d->nq_all)
         return;
     struct vdq *q = &d->q[queue];
     int r = 0;
@@ -388,7 +405,7 @@ static void m_queue_route(void *ctx, uint16_t queue, bool direct, uint64_t addr,
 static void m_doorbell(void *ctx, uint16_t queue, bool mapped, uint64_t gpa)
 {
     struct vhost_dev *d = ctx;
-    if (queue >= d->nq)
+    if (queue >= d->nq_all)
         return;
     struct vdq *q = &d->q[queue];
     if (q->doorbell) {
@@ -503,15 +520,23 @@ static void iso_process_kick(struct vdq *q)
     iso_step(q, iso_guest_kick);
 }
 
+/* Take a queue's doorbell eventfd, counting the guest's writes since the last read;
+ * false when there was none. */
+static bool take_kicks(struct vdq *q)
+{
+    uint64_t v;
+    if (read(q->kick_fd, &v, sizeof(v)) != (ssize_t)sizeof(v))
+        return false;
+    __atomic_store_n(&q->guest_kicks, q->guest_kicks + v, __ATOMIC_RELAXED);
+    return true;
+}
+
 static void on_iso_kick(void *opaque, uint32_t events)
 {
     struct vdq *q = opaque;
-    uint64_t v;
     (void)events;
-    if (read(q->kick_fd, &v, sizeof(v)) != (ssize_t)sizeof(v))
+    if (!take_kicks(q))
         return;
-    /* The eventfd counts the doorbell writes since the last read. */
-    __atomic_store_n(&q->guest_kicks, q->guest_kicks + v, __ATOMIC_RELAXED);
     q->dev->poll_work = true;
     iso_process_kick(q);
 }
@@ -591,6 +616,90 @@ static void poll_rings(struct vhost_dev *d)
     }
     if (now - d->poll_last_ns > (uint64_t)d->opt->poll_us * 1000u)
         poll_mode(d, false);
+}
+
+/* --- a NIC's control queue --------------------------------------------------------- */
+
+/* Tell the backend which queue pairs are active: SET_VRING_ENABLE 1 for the rings of the
+ * first ctrl.pairs pairs, 0 for the others (vhost-user's rule for multi-queue NICs: a
+ * backend delivers received packets only to enabled rings). */
+static int apply_pairs(struct vhost_dev *d)
+{
+    if (!d->has_ctrl || !d->connected || d->broken)
+        return 0;
+    uint16_t pairs = d->ctrl.pairs;
+    for (unsigned i = 0; i < d->nq; i++) {
+        if (!d->q[i].running)
+            continue;
+        int r = vhost_fe_vring_enable(&d->fe, i, i / 2 < pairs);
+        if (r != 0)
+            return r;
+    }
+    return 0;
+}
+
+/* Answer the driver's commands and act on them. */
+static void ctrl_process(struct vhost_dev *d)
+{
+    struct net_ctrl_result res;
+    int r = net_ctrl_process(&d->ctrl, &res);
+    if (r == -ENODEV)
+        return;
+    if (r < 0) {
+        /* The queue stays broken (and quiet) until the driver resets the device. */
+        const char *why = d->ctrl.vq.broken_reason;
+        log_guest(LOG_WARN, "%s: malformed control queue (%s: %s); the device needs a reset",
+                  d->name, why != NULL ? why : "?", strerror(-r));
+        net_ctrl_reset(&d->ctrl, d->ctrl.max_pairs);
+        virtio_pci_set_needs_reset(&d->vp, "malformed control queue");
+        return;
+    }
+    if (res.pairs_changed) {
+        log_info("%s: the driver uses %u of %u queue pairs", d->name, d->ctrl.pairs,
+                 d->ctrl.max_pairs);
+        if ((r = apply_pairs(d)) != 0)
+            backend_lost(d, "refused a ring's enable state", r);
+    }
+    if (res.notify) {
+        uint64_t one = 1;
+        if (write(d->q[d->nq].irq_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+            log_warn("%s: cannot interrupt the guest: %s", d->name, strerror(errno));
+    }
+}
+
+static void on_ctrl_kick(void *opaque, uint32_t events)
+{
+    struct vdq *q = opaque;
+    (void)events;
+    if (take_kicks(q))
+        ctrl_process(q->dev);
+}
+
+/* DRIVER_OK: one active pair (the spec's default) until the driver says otherwise. */
+static void start_ctrl(struct vhost_dev *d)
+{
+    if (!d->has_ctrl)
+        return;
+    struct vdq *q = &d->q[d->nq];
+    net_ctrl_reset(&d->ctrl, (uint16_t)(d->nq / 2));
+    int r = apply_pairs(d);
+    if (r != 0) {
+        backend_lost(d, "refused a ring's enable state", r);
+        return;
+    }
+    if (!q->enabled)
+        return; /* a driver without the control queue uses one pair */
+    struct vq_config cfg = q->cfg;
+    cfg.features = d->features;
+    if ((r = net_ctrl_start(&d->ctrl, &d->vm->mem, &cfg)) != 0) {
+        log_guest(LOG_WARN,
+                  "%s: the control queue's rings are unusable (%s); the device needs a "
+                  "reset",
+                  d->name, strerror(-r));
+        virtio_pci_set_needs_reset(&d->vp, "bad control queue");
+        return;
+    }
+    ctrl_process(d);
 }
 
 /* Shared mode: the backend gets guest RAM, one region per RAM region of the VM. */
@@ -708,6 +817,7 @@ static void do_start(struct vhost_dev *d)
 {
     if (d->isolated) {
         do_start_isolated(d);
+        start_ctrl(d);
         return;
     }
     for (unsigned i = 0; i < d->nq; i++)
@@ -716,6 +826,7 @@ static void do_start(struct vhost_dev *d)
     /* Without a backend now, the rings start when one is back (reattach()). */
     if (d->connected)
         start_shared(d);
+    start_ctrl(d);
 }
 
 static void do_reset(struct vhost_dev *d)
@@ -732,6 +843,12 @@ static void do_reset(struct vhost_dev *d)
     }
     d->driver_ok = false;
     d->rings_lost = false;
+    if (d->has_ctrl) {
+        uint64_t v;
+        net_ctrl_reset(&d->ctrl, d->ctrl.max_pairs);
+        (void)!read(d->q[d->nq].kick_fd, &v, sizeof(v));
+        (void)!read(d->q[d->nq].irq_fd, &v, sizeof(v));
+    }
     /* Only now, with the backend off the shadow rings, may their requests be forgotten:
      * it could still have written their bounce space. */
     for (unsigned i = 0; i < d->nq; i++) {
@@ -779,7 +896,7 @@ static void on_err(void *opaque, uint32_t events)
 /* Bring the loop's watch of each call eventfd in line with what the routes need. */
 static void update_watches(struct vhost_dev *d)
 {
-    for (unsigned i = 0; i < d->nq; i++) {
+    for (unsigned i = 0; i < d->nq_all; i++) {
         struct vdq *q = &d->q[i];
         bool want = __atomic_load_n(&q->watch_call, __ATOMIC_ACQUIRE);
         if (want && !q->watched)
@@ -1037,6 +1154,9 @@ static int reattach(struct vhost_dev *d, bool *reached)
         r = resume_isolated(d);
     if (r == 0 && d->driver_ok && !d->isolated && !d->rings_lost)
         start_shared(d);
+    /* The new backend started every ring enabled; the driver's pair count holds. */
+    if (r == 0 && d->driver_ok && d->connected)
+        r = apply_pairs(d);
     if (r != 0 && d->connected)
         disconnect(d);
     return r;
@@ -1294,7 +1414,19 @@ int vhost_dev_create(struct vm *vm, const struct vmm_device *opt, unsigned index
         memcpy(d->config, d->fe.config, csize);
     } else {
         uint64_t own = 0;
-        vhost_kind_make_config(opt, d->config, &own);
+        unsigned pairs = 1;
+        if (opt->kind == VMM_DEV_NET && opt->queues > 1) {
+            /* Two queues per pair from the backend (GET_QUEUE_NUM; none said: one pair). */
+            unsigned be_pairs = d->fe.max_queues / 2;
+            pairs = opt->queues;
+            if (be_pairs < pairs) {
+                log_info("%s: the backend serves %u queue pair(s) of the %u asked for", d->name,
+                         be_pairs > 0 ? be_pairs : 1, pairs);
+                pairs = be_pairs > 0 ? be_pairs : 1;
+            }
+        }
+        d->has_ctrl = pairs > 1;
+        vhost_kind_make_config(opt, pairs, d->config, &own);
         d->guest_only_features = own & ~d->fe.backend_features;
         features |= own;
     }
@@ -1305,6 +1437,7 @@ int vhost_dev_create(struct vm *vm, const struct vmm_device *opt, unsigned index
         max = d->fe.max_queues;
     unsigned nq = vhost_kind_queues(opt->kind, features, d->config, max);
     d->nq = (uint16_t)nq;
+    d->nq_all = (uint16_t)(nq + d->has_ctrl);
     if (d->isolated) {
         if (opt->kind == VMM_DEV_BLK)
             clamp_blk_limits(d, &features);
@@ -1336,12 +1469,21 @@ int vhost_dev_create(struct vm *vm, const struct vmm_device *opt, unsigned index
         /* No route yet, so the device thread forwards the interrupts. */
         d->q[i].watch_call = true;
     }
+    if (d->has_ctrl) {
+        /* The control queue: only the guest's doorbell and interrupt, both the device
+         * thread's. */
+        struct vdq *c = &d->q[nq];
+        if ((r = make_eventfd(&c->kick_fd)) != 0 || (r = make_eventfd(&c->irq_fd)) != 0)
+            return r;
+        c->watch_call = true;
+        net_ctrl_reset(&d->ctrl, (uint16_t)(nq / 2));
+    }
     struct virtio_pci_config cfg = {
         .name = d->name,
         .device_id = d->kind->virtio_id,
         .class_code = d->kind->class_code,
         .device_features = features,
-        .num_queues = d->nq,
+        .num_queues = d->nq_all,
         .queue_max_size = VHOST_DEV_QUEUE_SIZE,
         .config_size = csize,
         .config_init = d->config,
@@ -1373,6 +1515,9 @@ int vhost_dev_create(struct vm *vm, const struct vmm_device *opt, unsigned index
              (r = event_loop_add(&d->loop, d->q[i].call_fd, EVENT_IN, on_iso_call, &d->q[i])) != 0))
             return r;
     }
+    if (d->has_ctrl &&
+        (r = event_loop_add(&d->loop, d->q[nq].kick_fd, EVENT_IN, on_ctrl_kick, &d->q[nq])) != 0)
+        return r;
     update_watches(d);
     const char *backend = opt->socket != NULL ? opt->socket : d->kind->program;
     if (d->isolated)
@@ -1396,6 +1541,7 @@ int vhost_dev_start(struct vhost_dev *d, struct pci_host *host)
     /* The device thread takes no signal: the main thread handles them, vCPUs are kicked. */
     sigset_t all, old;
     sigfillset(&all);
+    sigdelset(&all, SIGSYS); /* --sandbox=trap reports a refused call through it */
     pthread_sigmask(SIG_BLOCK, &all, &old);
     r = -pthread_create(&d->thread, NULL, device_thread, d);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -1432,6 +1578,12 @@ void vhost_dev_counters(struct vhost_dev *d, struct control_reply *reply)
                        LOAD(st->requests), LOAD(st->bytes_in), LOAD(st->bytes_out),
                        LOAD(st->errors), LOAD(st->resubmitted), LOAD(st->backend_kicks));
     }
+    if (d->has_ctrl)
+        control_printf(reply, "%s.ctrl guest_kicks=%llu commands=%llu refused=%llu pairs=%u/%u\n",
+                       d->name, LOAD(d->q[d->nq].guest_kicks), LOAD(d->ctrl.commands),
+                       LOAD(d->ctrl.refused),
+                       (unsigned)__atomic_load_n(&d->ctrl.pairs, __ATOMIC_RELAXED),
+                       (unsigned)d->ctrl.max_pairs);
 }
 
 void vhost_dev_destroy(struct vhost_dev *d)
@@ -1442,7 +1594,7 @@ void vhost_dev_destroy(struct vhost_dev *d)
         post(d, CMD_QUIT);
         pthread_join(d->thread, NULL);
     }
-    for (unsigned i = 0; i < d->nq; i++) {
+    for (unsigned i = 0; i < d->nq_all; i++) {
         struct vdq *q = &d->q[i];
         if (q->irqfd)
             plat_irq_notification_remove(d->vm->plat, q->gsi, q->irq_fd);
@@ -1492,7 +1644,8 @@ void vhost_dev_destroy(struct vhost_dev *d)
             close(d->q[i].kick_fd);
         if (d->q[i].call_fd >= 0)
             close(d->q[i].call_fd);
-        if (d->isolated && d->q[i].irq_fd >= 0)
+        /* Shared mode: a backend queue's interrupt eventfd is its call eventfd. */
+        if (d->q[i].irq_fd >= 0 && d->q[i].irq_fd != d->q[i].call_fd)
             close(d->q[i].irq_fd);
         if (d->q[i].err_fd >= 0)
             close(d->q[i].err_fd);

@@ -25,19 +25,23 @@
 #define VIRTIO_BLK_S_IOERR           1
 
 /* virtio-net: bits this VMM provides or withholds. MAC and STATUS come from the command
- * line; the control queue (and everything that needs it: RX mode, VLAN filter, announce,
- * multi-queue, MAC setting) is not offered, nor MTU (no mtu field is provided). */
-#define VIRTIO_NET_F_MTU            3
-#define VIRTIO_NET_F_MAC            5
-#define VIRTIO_NET_F_STATUS         16
-#define VIRTIO_NET_F_CTRL_VQ        17
-#define VIRTIO_NET_F_CTRL_RX        18
-#define VIRTIO_NET_F_CTRL_VLAN      19
-#define VIRTIO_NET_F_CTRL_RX_EXTRA  20
-#define VIRTIO_NET_F_GUEST_ANNOUNCE 21
-#define VIRTIO_NET_F_MQ             22
-#define VIRTIO_NET_F_CTRL_MAC_ADDR  23
-#define VIRTIO_NET_S_LINK_UP        1
+ * line. The control queue is the VMM's (virtio/net_ctrl.h) and offered with MQ only, when
+ * the NIC has several queue pairs; what else would need it (guest offload switching, RX
+ * mode, VLAN filter, announce, MAC setting) is not offered, nor MTU (no mtu field). */
+#define VIRTIO_NET_F_CTRL_GUEST_OFFLOADS 2
+#define VIRTIO_NET_F_MTU                 3
+#define VIRTIO_NET_F_MAC                 5
+#define VIRTIO_NET_F_STATUS              16
+#define VIRTIO_NET_F_CTRL_VQ             17
+#define VIRTIO_NET_F_CTRL_RX             18
+#define VIRTIO_NET_F_CTRL_VLAN           19
+#define VIRTIO_NET_F_CTRL_RX_EXTRA       20
+#define VIRTIO_NET_F_GUEST_ANNOUNCE      21
+#define VIRTIO_NET_F_MQ                  22
+#define VIRTIO_NET_F_CTRL_MAC_ADDR       23
+#define VIRTIO_NET_S_LINK_UP             1
+/* Offset of max_virtqueue_pairs (le16) in struct virtio_net_config. */
+#define VIRTIO_NET_CONFIG_MAX_PAIRS 8
 
 /* virtio-console: several ports (max_nr_ports, le32 at 4). */
 #define VIRTIO_CONSOLE_F_MULTIPORT         1
@@ -49,8 +53,8 @@
 #define BIT(n)     (1ull << (n))
 #define ALL_DEVICE ((1ull << 24) - 1)
 #define NET_WITHHELD                                                                               \
-    (BIT(VIRTIO_NET_F_MTU) | BIT(VIRTIO_NET_F_CTRL_VQ) | BIT(VIRTIO_NET_F_CTRL_RX) |               \
-     BIT(VIRTIO_NET_F_CTRL_VLAN) | BIT(VIRTIO_NET_F_CTRL_RX_EXTRA) |                               \
+    (BIT(VIRTIO_NET_F_CTRL_GUEST_OFFLOADS) | BIT(VIRTIO_NET_F_MTU) | BIT(VIRTIO_NET_F_CTRL_VQ) |   \
+     BIT(VIRTIO_NET_F_CTRL_RX) | BIT(VIRTIO_NET_F_CTRL_VLAN) | BIT(VIRTIO_NET_F_CTRL_RX_EXTRA) |   \
      BIT(VIRTIO_NET_F_GUEST_ANNOUNCE) | BIT(VIRTIO_NET_F_MQ) | BIT(VIRTIO_NET_F_CTRL_MAC_ADDR) |   \
      BIT(VIRTIO_NET_F_MAC) | BIT(VIRTIO_NET_F_STATUS))
 
@@ -172,7 +176,11 @@ unsigned vhost_kind_queues(enum vmm_dev_kind kind, uint64_t features, uint8_t *c
             nq = le_at(config + VIRTIO_BLK_CONFIG_NUM_QUEUES, 2);
         break;
     case VMM_DEV_NET:
-        nq = 2; /* one receive and one transmit queue: no multi-queue without a control queue */
+        /* A receive and a transmit queue per pair; the control queue is the VMM's and not
+         * counted here. */
+        nq = 2;
+        if (features & BIT(VIRTIO_NET_F_MQ))
+            nq = 2 * le_at(config + VIRTIO_NET_CONFIG_MAX_PAIRS, 2);
         break;
     case VMM_DEV_VSOCK:
         nq = 3; /* receive, transmit, event */
@@ -202,15 +210,18 @@ unsigned vhost_kind_queues(enum vmm_dev_kind kind, uint64_t features, uint8_t *c
     return nq < max ? nq : max;
 }
 
-void vhost_kind_make_config(const struct vmm_device *opt, uint8_t *config, uint64_t *vmm_features)
+void vhost_kind_make_config(const struct vmm_device *opt, unsigned queue_pairs, uint8_t *config,
+                            uint64_t *vmm_features)
 {
     *vmm_features = 0;
     memset(config, 0, kinds[opt->kind].config_size);
     if (opt->kind == VMM_DEV_NET) {
         memcpy(config, opt->mac, 6);
         put_le(config + 6, 2, VIRTIO_NET_S_LINK_UP);
-        put_le(config + 8, 2, 1); /* max_virtqueue_pairs */
+        put_le(config + VIRTIO_NET_CONFIG_MAX_PAIRS, 2, queue_pairs > 1 ? queue_pairs : 1);
         *vmm_features = BIT(VIRTIO_NET_F_MAC) | BIT(VIRTIO_NET_F_STATUS);
+        if (queue_pairs > 1)
+            *vmm_features |= BIT(VIRTIO_NET_F_CTRL_VQ) | BIT(VIRTIO_NET_F_MQ);
     } else if (opt->kind == VMM_DEV_FS) {
         if (opt->tag != NULL) {
             size_t n = strlen(opt->tag);
@@ -249,10 +260,13 @@ int vhost_kind_argv(const struct vmm_device *opt, const char *exe, const char *l
         break;
     case VMM_DEV_NET:
         /* The VM and the tap are the two ends of a point-to-point link. */
+        snprintf(buf->nums[0], sizeof(buf->nums[0]), "%u", opt->queues != 0 ? opt->queues : 1);
         argv[n++] = "--mode";
         argv[n++] = "p2p";
         argv[n++] = "--tap";
         argv[n++] = opt->tap;
+        argv[n++] = "--queue-pairs";
+        argv[n++] = buf->nums[0];
         argv[n++] = "--poll";
         argv[n++] = buf->nums[1];
         break;

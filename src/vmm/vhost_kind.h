@@ -67,11 +67,16 @@ unsigned vhost_kind_queues(enum vmm_dev_kind kind, uint64_t features, uint8_t *c
  * Build a configuration space the VMM provides (types without backend_config): a NIC's
  * MAC address and link state, a shared folder's tag. Adds the feature bits that announce
  * those fields to @p vmm_features; the guest is offered them, the backend is not asked.
+ * A NIC with more than one queue pair also gets the control queue and multi-queue
+ * (VIRTIO_NET_F_CTRL_VQ, VIRTIO_NET_F_MQ), which the VMM serves itself.
  * @param opt the device option.
+ * @param queue_pairs a NIC's queue pairs, as many as both the option and the backend
+ *        allow; ignored for other types.
  * @param config receives config_size bytes.
  * @param vmm_features receives the feature bits the VMM provides itself.
  */
-void vhost_kind_make_config(const struct vmm_device *opt, uint8_t *config, uint64_t *vmm_features);
+void vhost_kind_make_config(const struct vmm_device *opt, unsigned queue_pairs, uint8_t *config,
+                            uint64_t *vmm_features);
 
 /** Room for the arguments of any backend program's command line. */
 #define VHOST_KIND_MAX_ARGS (16 + 2 * VMM_MAX_CONSOLE_PORTS)

@@ -54,13 +54,14 @@
 #define F(bit)     (1ull << (bit))
 #define RAM_SIZE   (8u << 20)
 #define QSIZE      256u
-#define RING_BASE  0x100000ull /* receiveq at +0, transmitq at +0x8000 */
+#define RING_BASE  0x100000ull /* ring q at + q * 0x8000 */
 #define TX_BASE    0x200000ull /* 16 transmit slots of 128 KiB */
 #define TX_SLOT    0x20000ull
 #define TX_SLOTS   16u
 #define RX_BASE    0x400000ull /* receive buffers, allocated in turn */
 #define RX_END     0x800000ull
 #define MAX_GUESTS 3
+#define MQ_PAIRS   4 /* most queue pairs a test guest drives */
 
 static const uint64_t all_features =
     F(VIRTIO_F_VERSION_1) | F(VIRTIO_F_EVENT_IDX) | F(VIRTIO_F_INDIRECT_DESC) |
@@ -76,6 +77,7 @@ static struct net_switch sw;
 static pthread_t loop;
 static int stop_fd = -1;
 static bool loop_running;
+static unsigned sw_pairs = 1; /* --queue-pairs of the switch under test */
 
 static void *loop_thread(void *arg)
 {
@@ -97,13 +99,23 @@ static void *loop_thread(void *arg)
     return NULL;
 }
 
-static void switch_up(enum net_mode mode, unsigned poll_us, uint64_t timeout_ns)
+static void switch_up_pairs(enum net_mode mode, unsigned poll_us, uint64_t timeout_ns,
+                            unsigned pairs)
 {
-    struct net_switch_opts o = {
-        .mode = mode, .poll_us = poll_us, .queue_size = QSIZE, .pending_timeout_ns = timeout_ns};
+    sw_pairs = pairs;
+    struct net_switch_opts o = {.mode = mode,
+                                .poll_us = poll_us,
+                                .queue_size = QSIZE,
+                                .queue_pairs = pairs,
+                                .pending_timeout_ns = timeout_ns};
     assert_int_equal(net_switch_init(&sw, &o), 0);
     stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     assert_true(stop_fd >= 0);
+}
+
+static void switch_up(enum net_mode mode, unsigned poll_us, uint64_t timeout_ns)
+{
+    switch_up_pairs(mode, poll_us, timeout_ns, 1);
 }
 
 static void loop_start(void)
@@ -144,10 +156,11 @@ static void wait_stat(const uint64_t *p, uint64_t want)
 struct guest {
     struct fg_ram mem;
     struct vhost_frontend fe;
-    struct fg_ring q[2]; /* VIRTIO_NET_RXQ, VIRTIO_NET_TXQ */
+    struct fg_ring q[2 * MQ_PAIRS]; /* ring 2k: pair k's receiveq, 2k + 1 its transmitq */
+    unsigned nq;                    /* rings started */
     uint64_t features;
     uint64_t rx_next;
-    uint64_t rx_addr[QSIZE];
+    uint64_t rx_addr[2 * MQ_PAIRS][QSIZE]; /* per ring, per head: the buffer posted */
     unsigned tx_next;
     uint8_t mac[6];
     bool up;
@@ -163,14 +176,15 @@ static void ram_up(struct guest *g, uint8_t id)
     g->rx_next = RX_BASE;
 }
 
-/* Negotiate @p features (of what is offered) and start both rings. */
+/* Negotiate @p features (of what is offered) and start every ring of the switch's pairs. */
 static void guest_connect(struct guest *g, int sock, uint64_t features)
 {
     fg_frontend_up(&g->fe, sock);
     g->features = vhost_fe_offer(&g->fe, features);
     assert_int_equal(vhost_fe_set_features(&g->fe, g->features), 0);
     fg_set_mem_table(&g->fe, &g->mem);
-    for (unsigned q = 0; q < 2; q++)
+    g->nq = 2 * sw_pairs;
+    for (unsigned q = 0; q < g->nq; q++)
         fg_ring_up(&g->q[q], &g->fe, &g->mem, q, QSIZE, g->features & F(VIRTIO_F_EVENT_IDX),
                    RING_BASE + q * 0x8000ull, 0x2000);
     g->up = true;
@@ -181,7 +195,7 @@ static void guest_close(struct guest *g)
     if (!g->up)
         return;
     vhost_fe_close(&g->fe);
-    for (unsigned q = 0; q < 2; q++)
+    for (unsigned q = 0; q < g->nq; q++)
         fg_ring_close(&g->q[q]);
     g->up = false;
 }
@@ -224,8 +238,8 @@ static void kick(struct guest *g, unsigned q)
     fg_kick(&g->q[q]);
 }
 
-/* Post @p n receive buffers of @p size bytes each (one segment per chain). */
-static void rx_post(struct guest *g, unsigned n, uint32_t size, bool do_kick)
+/* Post @p n receive buffers of @p size bytes each (one segment per chain) on ring @p rq. */
+static void rx_post_q(struct guest *g, unsigned rq, unsigned n, uint32_t size, bool do_kick)
 {
     for (unsigned i = 0; i < n; i++) {
         uint64_t a = g->rx_next;
@@ -235,11 +249,16 @@ static void rx_post(struct guest *g, unsigned n, uint32_t size, bool do_kick)
         memset(g->mem.ram + a, 0xee, size);
         struct vq_seg s = {.addr = a, .len = size};
         uint16_t head;
-        assert_int_equal(vq_driver_add(&g->q[VIRTIO_NET_RXQ].vq, &s, 0, 1, &head), 0);
-        g->rx_addr[head] = a;
+        assert_int_equal(vq_driver_add(&g->q[rq].vq, &s, 0, 1, &head), 0);
+        g->rx_addr[rq][head] = a;
     }
     if (do_kick)
-        kick(g, VIRTIO_NET_RXQ);
+        kick(g, rq);
+}
+
+static void rx_post(struct guest *g, unsigned n, uint32_t size, bool do_kick)
+{
+    rx_post_q(g, VIRTIO_NET_RXQ, n, size, do_kick);
 }
 
 /* Take one used entry of ring @p q, waiting up to @p ms as a driver does. */
@@ -265,21 +284,22 @@ static bool get_used(struct guest *g, unsigned q, uint16_t *id, uint32_t *len, i
         assert_false(vq_driver_used_peek(&(g)->q[(ring)].vq));                                     \
     } while (0)
 
-/* One received packet: its header and frame; returns the frame's length. */
-static uint32_t rx_get(struct guest *g, struct virtio_net_hdr *h, uint8_t *frame, unsigned *nbufs)
+/* One packet received on ring @p rq: its header and frame; returns the frame's length. */
+static uint32_t rx_get_q(struct guest *g, unsigned rq, struct virtio_net_hdr *h, uint8_t *frame,
+                         unsigned *nbufs)
 {
     uint16_t id;
     uint32_t len;
-    assert_true(get_used(g, VIRTIO_NET_RXQ, &id, &len, 5000));
+    assert_true(get_used(g, rq, &id, &len, 5000));
     assert_true(len >= VIRTIO_NET_HDR_LEN);
-    net_hdr_decode(g->mem.ram + g->rx_addr[id], h);
+    net_hdr_decode(g->mem.ram + g->rx_addr[rq][id], h);
     uint32_t got = len - VIRTIO_NET_HDR_LEN;
-    memcpy(frame, g->mem.ram + g->rx_addr[id] + VIRTIO_NET_HDR_LEN, got);
+    memcpy(frame, g->mem.ram + g->rx_addr[rq][id] + VIRTIO_NET_HDR_LEN, got);
     unsigned n = (g->features & F(VIRTIO_NET_F_MRG_RXBUF)) ? h->num_buffers : 1;
     assert_true(n >= 1);
     for (unsigned k = 1; k < n; k++) {
-        assert_true(get_used(g, VIRTIO_NET_RXQ, &id, &len, 5000));
-        memcpy(frame + got, g->mem.ram + g->rx_addr[id], len);
+        assert_true(get_used(g, rq, &id, &len, 5000));
+        memcpy(frame + got, g->mem.ram + g->rx_addr[rq][id], len);
         got += len;
     }
     if (nbufs != NULL)
@@ -287,9 +307,14 @@ static uint32_t rx_get(struct guest *g, struct virtio_net_hdr *h, uint8_t *frame
     return got;
 }
 
-/* Send header + frame as one transmit chain split into @p nseg segments. */
-static void tx_send(struct guest *g, const struct virtio_net_hdr *h, const uint8_t *frame,
-                    uint32_t len, unsigned nseg, bool do_kick)
+static uint32_t rx_get(struct guest *g, struct virtio_net_hdr *h, uint8_t *frame, unsigned *nbufs)
+{
+    return rx_get_q(g, VIRTIO_NET_RXQ, h, frame, nbufs);
+}
+
+/* Send header + frame as one chain split into @p nseg segments on transmitq @p tq. */
+static void tx_send_q(struct guest *g, unsigned tq, const struct virtio_net_hdr *h,
+                      const uint8_t *frame, uint32_t len, unsigned nseg, bool do_kick)
 {
     uint64_t a = TX_BASE + TX_SLOT * (g->tx_next++ % TX_SLOTS);
     uint32_t total = VIRTIO_NET_HDR_LEN + len;
@@ -305,19 +330,30 @@ static void tx_send(struct guest *g, const struct virtio_net_hdr *h, const uint8
         off += piece;
     }
     uint16_t head;
-    assert_int_equal(vq_driver_add(&g->q[VIRTIO_NET_TXQ].vq, segs, nseg, 0, &head), 0);
+    assert_int_equal(vq_driver_add(&g->q[tq].vq, segs, nseg, 0, &head), 0);
     if (do_kick)
-        kick(g, VIRTIO_NET_TXQ);
+        kick(g, tq);
 }
 
-static void tx_reap(struct guest *g, unsigned n)
+static void tx_send(struct guest *g, const struct virtio_net_hdr *h, const uint8_t *frame,
+                    uint32_t len, unsigned nseg, bool do_kick)
+{
+    tx_send_q(g, VIRTIO_NET_TXQ, h, frame, len, nseg, do_kick);
+}
+
+static void tx_reap_q(struct guest *g, unsigned tq, unsigned n)
 {
     for (unsigned i = 0; i < n; i++) {
         uint16_t id;
         uint32_t len;
-        assert_true(get_used(g, VIRTIO_NET_TXQ, &id, &len, 5000));
+        assert_true(get_used(g, tq, &id, &len, 5000));
         assert_int_equal(len, 0);
     }
+}
+
+static void tx_reap(struct guest *g, unsigned n)
+{
+    tx_reap_q(g, VIRTIO_NET_TXQ, n);
 }
 
 /* ---- frames ---- */
@@ -1197,6 +1233,315 @@ static void test_hostile_rings(void **state)
     teardown_all(3);
 }
 
+/* ---- multi-queue ---- */
+
+/* A UDP/IPv4 frame of flow @p flow (its source port) carrying @p flow and @p seq. */
+static uint32_t make_udp4(uint8_t *f, const uint8_t *dst, const uint8_t *src, uint8_t flow,
+                          uint8_t seq)
+{
+    memset(f, 0, 64);
+    memcpy(f, dst, 6);
+    memcpy(f + 6, src, 6);
+    f[12] = 0x08;
+    uint8_t *ip = f + 14, *udp = f + 34;
+    ip[0] = 0x45;
+    put16(ip + 2, 20 + 8 + 22);
+    ip[8] = 64;
+    ip[9] = 17;
+    memcpy(ip + 12, (uint8_t[]){10, 0, 0, 1, 10, 0, 0, 2}, 8);
+    put16(ip + 10, (uint16_t)~ref_sum(ip, 20, 0));
+    put16(udp, (uint16_t)(1000 + flow));
+    put16(udp + 2, 53);
+    put16(udp + 4, 8 + 22);
+    f[42] = flow;
+    f[43] = seq;
+    return 64;
+}
+
+/* Wait for one packet on any running receiveq of @p g; returns the ring it came on. */
+static unsigned rx_any(struct guest *g, struct virtio_net_hdr *h, uint8_t *frame, uint32_t *len)
+{
+    for (int i = 0; i < 5000; i++) {
+        for (unsigned rq = 0; rq < g->nq; rq += 2) {
+            if (vq_driver_used_peek(&g->q[rq].vq)) {
+                *len = rx_get_q(g, rq, h, frame, NULL);
+                return rq;
+            }
+        }
+        usleep(1000);
+    }
+    fail_msg("no packet on any receive queue");
+    return 0;
+}
+
+/* Nothing arrives on any of @p g's receiveqs within @p ms. */
+static void assert_all_quiet(struct guest *g, int ms)
+{
+    usleep((useconds_t)ms * 1000u);
+    for (unsigned rq = 0; rq < g->nq; rq += 2)
+        assert_false(vq_driver_used_peek(&g->q[rq].vq));
+}
+
+/* Two guests on a switch of @p pairs pairs, B's address learned by the switch, A with
+ * 8 buffers on each receiveq and B with @p nbuf. */
+static void mq_up(unsigned pairs, unsigned nbuf)
+{
+    switch_up_pairs(NET_MODE_SWITCH, 0, 0, pairs);
+    uint64_t f[2] = {all_features | F(VIRTIO_NET_F_MQ), all_features | F(VIRTIO_NET_F_MQ)};
+    guests_up(2, f);
+    struct guest *a = &guests[0], *b = &guests[1];
+    for (unsigned k = 0; k < pairs; k++) {
+        rx_post_q(a, VIRTIO_NET_RXQ_OF(k), 8, 2048, true);
+        if (nbuf > 0)
+            rx_post_q(b, VIRTIO_NET_RXQ_OF(k), nbuf, 2048, true);
+    }
+    struct virtio_net_hdr h = {0}, got;
+    uint32_t len = make_frame(fbuf, a->mac, b->mac, 60, 1), n;
+    tx_send(b, &h, fbuf, len, 1, true);
+    tx_reap(b, 1);
+    (void)rx_any(a, &got, rbuf, &n);
+    assert_int_equal(n, len);
+}
+
+static void test_mq_features(void **state)
+{
+    (void)state;
+    switch_up_pairs(NET_MODE_SWITCH, 0, 0, 4);
+    uint64_t f[1] = {all_features | F(VIRTIO_NET_F_MQ)};
+    guests_up(1, f);
+    struct guest *a = &guests[0];
+    /* Eight rings, MQ offered (a frontend such as QEMU hides MQ otherwise). */
+    assert_int_equal(a->fe.max_queues, 8);
+    assert_int_equal(a->fe.backend_features & ~F(VHOST_USER_F_PROTOCOL_FEATURES),
+                     all_features | F(VIRTIO_NET_F_MQ));
+    assert_int_equal(sw.ports[0]->nr_pairs, 4);
+    /* QEMU's vhost-user-net sends SET_FEATURES again for each pair, rings started: the
+     * same features are accepted, other ones refused and the connection lives on. */
+    assert_int_equal(vhost_fe_set_features(&a->fe, a->features), 0);
+    assert_int_equal(vhost_fe_set_features(&a->fe, a->features & ~F(VIRTIO_NET_F_MQ)), -EREMOTEIO);
+    assert_int_equal(vhost_fe_set_features(&a->fe, a->features), 0);
+    /* The backend needs no MQ: without it, every ring still works. */
+    teardown_all(1);
+    switch_up_pairs(NET_MODE_SWITCH, 0, 0, 2);
+    uint64_t g[2] = {all_features, all_features};
+    guests_up(2, g);
+    struct guest *b = &guests[1];
+    a = &guests[0];
+    assert_false(a->features & F(VIRTIO_NET_F_MQ));
+    rx_post_q(b, VIRTIO_NET_RXQ_OF(0), 8, 2048, true);
+    rx_post_q(b, VIRTIO_NET_RXQ_OF(1), 8, 2048, true);
+    struct virtio_net_hdr h = {0}, got;
+    uint32_t len = make_frame(fbuf, bcast, a->mac, 80, 2), n;
+    tx_send_q(a, VIRTIO_NET_TXQ_OF(1), &h, fbuf, len, 1, true);
+    tx_reap_q(a, VIRTIO_NET_TXQ_OF(1), 1);
+    (void)rx_any(b, &got, rbuf, &n);
+    assert_int_equal(n, len);
+    assert_memory_equal(rbuf, fbuf, len);
+    teardown_all(2);
+}
+
+static void test_mq_flows_spread_in_order(void **state)
+{
+    (void)state;
+    mq_up(4, 64);
+    struct guest *a = &guests[0], *b = &guests[1];
+    enum { FLOWS = 24, SEQS = 4, PER_BATCH = 3 };
+    int ring_of[FLOWS];
+    uint8_t next_seq[FLOWS];
+    for (unsigned i = 0; i < FLOWS; i++) {
+        ring_of[i] = -1;
+        next_seq[i] = 0;
+    }
+    struct virtio_net_hdr h = {0}, got;
+    for (unsigned f0 = 0; f0 < FLOWS; f0 += PER_BATCH) {
+        /* A burst: three flows, four packets each, each flow from its own transmitq. */
+        unsigned per_txq[4] = {0};
+        for (unsigned s = 0; s < SEQS; s++) {
+            for (unsigned i = f0; i < f0 + PER_BATCH; i++) {
+                uint32_t len = make_udp4(fbuf, b->mac, a->mac, (uint8_t)i, (uint8_t)s);
+                tx_send_q(a, VIRTIO_NET_TXQ_OF(i % 4), &h, fbuf, len, 1, true);
+                per_txq[i % 4]++;
+            }
+        }
+        for (unsigned k = 0; k < 4; k++)
+            tx_reap_q(a, VIRTIO_NET_TXQ_OF(k), per_txq[k]);
+        for (unsigned n = 0; n < SEQS * PER_BATCH; n++) {
+            uint32_t len;
+            unsigned rq = rx_any(b, &got, rbuf, &len);
+            assert_int_equal(len, 64);
+            unsigned flow = rbuf[42];
+            assert_true(flow >= f0 && flow < f0 + PER_BATCH);
+            /* One queue per flow, and the flow's packets in order on it. */
+            if (ring_of[flow] < 0)
+                ring_of[flow] = (int)rq;
+            assert_int_equal(ring_of[flow], rq);
+            assert_int_equal(rbuf[43], next_seq[flow]);
+            next_seq[flow]++;
+        }
+        for (unsigned k = 0; k < 4; k++)
+            rx_post_q(b, VIRTIO_NET_RXQ_OF(k), SEQS * PER_BATCH, 2048, true);
+    }
+    /* The flows use more than one queue (24 flows on one of four: 4^-23 with a random key). */
+    unsigned used = 0;
+    for (unsigned k = 0; k < 4; k++) {
+        bool any = false;
+        for (unsigned i = 0; i < FLOWS; i++)
+            any |= ring_of[i] == (int)VIRTIO_NET_RXQ_OF(k);
+        used += any;
+    }
+    assert_true(used >= 2);
+    /* Every transmitq was served; the port's counters are the sums of the rings'. */
+    WAIT_ST(0, in_packets, FLOWS * SEQS);
+    WAIT_ST(1, out_packets, FLOWS * SEQS + 0);
+    assert_int_equal(ST(1, drops[NET_DROP_NO_ROOM]), 0);
+    uint64_t kicks = 0, notifies = 0;
+    for (unsigned k = 0; k < 4; k++) {
+        assert_true(stat_of(&sw.ports[0]->txq_st[k].kicks) >= 1);
+        kicks += stat_of(&sw.ports[0]->txq_st[k].kicks);
+        notifies += stat_of(&sw.ports[1]->rxq[k].st.notifies);
+    }
+    assert_int_equal(ST(0, tx_kicks), kicks);
+    assert_int_equal(ST(1, rx_notifies), notifies);
+    teardown_all(2);
+}
+
+static void test_mq_disabled_pair(void **state)
+{
+    (void)state;
+    mq_up(4, 128);
+    struct guest *a = &guests[0], *b = &guests[1];
+    /* The driver uses two pairs now: the frontend disables pairs 2 and 3. */
+    for (unsigned q = VIRTIO_NET_RXQ_OF(2); q < 8; q++)
+        assert_int_equal(vhost_fe_vring_enable(&b->fe, q, false), 0);
+    struct virtio_net_hdr h = {0}, got;
+    enum { FLOWS = 32 };
+    int ring_of[FLOWS];
+    for (unsigned i = 0; i < FLOWS; i++) {
+        uint32_t len = make_udp4(fbuf, b->mac, a->mac, (uint8_t)i, 0), n;
+        tx_send(a, &h, fbuf, len, 1, true);
+        tx_reap(a, 1);
+        ring_of[i] = (int)rx_any(b, &got, rbuf, &n);
+        assert_int_equal(rbuf[42], i);
+        assert_true(ring_of[i] == (int)VIRTIO_NET_RXQ_OF(0) ||
+                    ring_of[i] == (int)VIRTIO_NET_RXQ_OF(1));
+    }
+    assert_all_quiet(b, 30);
+    /* Pair 2 is enabled again: flows spread over three queues ((2/3)^32 that none takes
+     * the third), each on one. */
+    for (unsigned q = VIRTIO_NET_RXQ_OF(2); q < VIRTIO_NET_RXQ_OF(3); q++)
+        assert_int_equal(vhost_fe_vring_enable(&b->fe, q, true), 0);
+    bool third = false;
+    for (unsigned r = 1; r < 3; r++) {
+        for (unsigned i = 0; i < FLOWS; i++) {
+            uint32_t len = make_udp4(fbuf, b->mac, a->mac, (uint8_t)i, (uint8_t)r), n;
+            tx_send(a, &h, fbuf, len, 1, true);
+            tx_reap(a, 1);
+            unsigned rq = rx_any(b, &got, rbuf, &n);
+            assert_int_equal(rbuf[43], r);
+            assert_true(rq != VIRTIO_NET_RXQ_OF(3));
+            third |= rq == VIRTIO_NET_RXQ_OF(2);
+            if (r == 1)
+                ring_of[i] = (int)rq;
+            assert_int_equal(ring_of[i], rq);
+        }
+    }
+    assert_true(third);
+    /* A disabled transmitq is not served until it is enabled again. */
+    uint32_t len = make_frame(fbuf, bcast, a->mac, 70, 9);
+    tx_send_q(a, VIRTIO_NET_TXQ_OF(3), &h, fbuf, len, 1, true);
+    tx_reap_q(a, VIRTIO_NET_TXQ_OF(3), 1); /* A's pair 3 is enabled: this one goes */
+    (void)rx_any(b, &got, rbuf, &len);
+    assert_int_equal(vhost_fe_vring_enable(&a->fe, VIRTIO_NET_TXQ_OF(3), false), 0);
+    tx_send_q(a, VIRTIO_NET_TXQ_OF(3), &h, fbuf, 70, 1, true);
+    assert_quiet(a, VIRTIO_NET_TXQ_OF(3), 50);
+    assert_all_quiet(b, 0);
+    assert_int_equal(vhost_fe_vring_enable(&a->fe, VIRTIO_NET_TXQ_OF(3), true), 0);
+    tx_reap_q(a, VIRTIO_NET_TXQ_OF(3), 1); /* served once enabled */
+    (void)rx_any(b, &got, rbuf, &len);
+    teardown_all(2);
+}
+
+static void test_mq_backpressure_per_queue(void **state)
+{
+    (void)state;
+    mq_up(2, 0);
+    struct guest *a = &guests[0], *b = &guests[1];
+    struct virtio_net_hdr h = {0}, got;
+    /* Learn where flows 0..15 of A go: buffers on both of B's receiveqs. */
+    for (unsigned k = 0; k < 2; k++)
+        rx_post_q(b, VIRTIO_NET_RXQ_OF(k), 16, 2048, true);
+    unsigned ring_of[16];
+    for (unsigned i = 0; i < 16; i++) {
+        uint32_t len = make_udp4(fbuf, b->mac, a->mac, (uint8_t)i, 0), n;
+        tx_send(a, &h, fbuf, len, 1, true);
+        tx_reap(a, 1);
+        ring_of[i] = rx_any(b, &got, rbuf, &n);
+    }
+    /* A flow on each queue (all 16 on one of two queues: 2^-15). */
+    int f0 = -1, f1 = -1;
+    for (unsigned i = 0; i < 16; i++) {
+        if (ring_of[i] == VIRTIO_NET_RXQ_OF(0) && f0 < 0)
+            f0 = (int)i;
+        if (ring_of[i] == VIRTIO_NET_RXQ_OF(1) && f1 < 0)
+            f1 = (int)i;
+    }
+    assert_true(f0 >= 0 && f1 >= 0);
+    /* Use up receiveq 0's buffers; receiveq 1 keeps plenty. */
+    uint32_t len, n;
+    unsigned left0 = 16;
+    for (unsigned i = 0; i < 16; i++)
+        left0 -= ring_of[i] == VIRTIO_NET_RXQ_OF(0);
+    for (unsigned i = 0; i < left0; i++) {
+        len = make_udp4(fbuf, b->mac, a->mac, (uint8_t)f0, 1);
+        tx_send(a, &h, fbuf, len, 1, true);
+        tx_reap(a, 1);
+        assert_int_equal(rx_any(b, &got, rbuf, &n), VIRTIO_NET_RXQ_OF(0));
+    }
+    rx_post_q(b, VIRTIO_NET_RXQ_OF(1), 8, 2048, true);
+    /* Flow f0's frame finds receiveq 0 empty: it waits, though receiveq 1 has room. */
+    len = make_udp4(fbuf, b->mac, a->mac, (uint8_t)f0, 2);
+    tx_send_q(a, VIRTIO_NET_TXQ_OF(0), &h, fbuf, len, 1, true);
+    WAIT_ST(1, waits, 1);
+    /* While it waits, A takes nothing from its other transmitq either. */
+    len = make_udp4(fbuf, b->mac, a->mac, (uint8_t)f1, 3);
+    tx_send_q(a, VIRTIO_NET_TXQ_OF(1), &h, fbuf, len, 1, true);
+    assert_quiet(a, VIRTIO_NET_TXQ_OF(0), 100);
+    assert_quiet(a, VIRTIO_NET_TXQ_OF(1), 0);
+    assert_all_quiet(b, 0);
+    assert_true(stat_of(&sw.ports[1]->rx_armed) & 1u); /* receiveq 0's kicks are on */
+    /* Buffers on receiveq 0: the waiting frame goes there, then f1's to receiveq 1. */
+    rx_post_q(b, VIRTIO_NET_RXQ_OF(0), 4, 2048, true);
+    assert_int_equal(rx_get_q(b, VIRTIO_NET_RXQ_OF(0), &got, rbuf, NULL), 64);
+    assert_int_equal(rbuf[42], f0);
+    assert_int_equal(rbuf[43], 2);
+    assert_int_equal(rx_get_q(b, VIRTIO_NET_RXQ_OF(1), &got, rbuf, NULL), 64);
+    assert_int_equal(rbuf[42], f1);
+    tx_reap_q(a, VIRTIO_NET_TXQ_OF(0), 1);
+    tx_reap_q(a, VIRTIO_NET_TXQ_OF(1), 1);
+    assert_int_equal(ST(1, drops[NET_DROP_NO_ROOM]), 0);
+    assert_int_equal(ST(1, drops[NET_DROP_TIMEOUT]), 0);
+    /* Nobody waits now: receiveq 0's kicks are off again. */
+    for (int i = 0; i < 5000 && (stat_of(&sw.ports[1]->rx_armed) & 1u) != 0; i++)
+        usleep(1000);
+    assert_false(stat_of(&sw.ports[1]->rx_armed) & 1u);
+
+    /* A disabled receiveq is not waited for: the frame moves to a running queue. */
+    for (unsigned i = 0; i < 3; i++) { /* use up receiveq 0's remaining three */
+        len = make_udp4(fbuf, b->mac, a->mac, (uint8_t)f0, (uint8_t)(4 + i));
+        tx_send(a, &h, fbuf, len, 1, true);
+        tx_reap(a, 1);
+        assert_int_equal(rx_any(b, &got, rbuf, &n), VIRTIO_NET_RXQ_OF(0));
+    }
+    len = make_udp4(fbuf, b->mac, a->mac, (uint8_t)f0, 7);
+    tx_send(a, &h, fbuf, len, 1, true);
+    WAIT_ST(1, waits, 2);
+    assert_int_equal(vhost_fe_vring_enable(&b->fe, VIRTIO_NET_RXQ_OF(0), false), 0);
+    tx_reap(a, 1);
+    assert_int_equal(rx_get_q(b, VIRTIO_NET_RXQ_OF(1), &got, rbuf, NULL), 64);
+    assert_int_equal(rbuf[43], 7);
+    teardown_all(2);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1219,6 +1564,10 @@ int main(void)
         cmocka_unit_test(test_destination_leaves_while_waited_for),
         cmocka_unit_test(test_transmit_stop_returns_waiting_chain),
         cmocka_unit_test(test_hostile_rings),
+        cmocka_unit_test(test_mq_features),
+        cmocka_unit_test(test_mq_flows_spread_in_order),
+        cmocka_unit_test(test_mq_disabled_pair),
+        cmocka_unit_test(test_mq_backpressure_per_queue),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,6 +14,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -817,6 +818,30 @@ static void ignore_done(void *opaque, void *cookie, uint32_t used_len, uint8_t s
     (void)status;
 }
 
+/*
+ * io_uring operations are not system calls: a seccomp filter (--sandbox) never sees
+ * them, so a ring could open files or sockets that the filter forbids. The ring is made
+ * disabled, limited to the four operations the engine submits (no SQE flags, no further
+ * registrations), and only then enabled.
+ */
+static int restrict_ring(struct io_uring *ring)
+{
+    static const uint8_t ops[] = {IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_FSYNC,
+                                  IORING_OP_FALLOCATE};
+    struct io_uring_restriction res[sizeof(ops)];
+    memset(res, 0, sizeof(res));
+    for (size_t i = 0; i < sizeof(ops); i++) {
+        res[i].opcode = IORING_RESTRICTION_SQE_OP;
+        res[i].sqe_op = ops[i];
+    }
+    /* The system call itself: Debian's shared liburing 2.3 lacks these two wrappers. */
+    if (syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_RESTRICTIONS, res,
+                (unsigned)sizeof(ops)) < 0 ||
+        syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
+        return -errno;
+    return 0;
+}
+
 int blk_engine_create(struct blk_engine **out, struct blk_image *img, unsigned queue_size,
                       blk_done_fn *done, void *opaque)
 {
@@ -848,7 +873,8 @@ int blk_engine_create(struct blk_engine **out, struct blk_image *img, unsigned q
      * One SQ entry per slot and a CQ twice that (io_uring's default): a slot has at
      * most one operation outstanding, so neither ring can overflow.
      */
-    rc = io_uring_queue_init(queue_size, &e->ring, 0);
+    struct io_uring_params params = {.flags = IORING_SETUP_R_DISABLED};
+    rc = io_uring_queue_init_params(queue_size, &e->ring, &params);
     if (rc < 0)
         goto fail;
     e->ring_ready = true;
@@ -858,6 +884,8 @@ int blk_engine_create(struct blk_engine **out, struct blk_image *img, unsigned q
         goto fail;
     }
     rc = io_uring_register_eventfd(&e->ring, e->efd);
+    if (rc == 0)
+        rc = restrict_ring(&e->ring);
     if (rc < 0)
         goto fail;
     *out = e;

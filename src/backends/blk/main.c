@@ -155,7 +155,8 @@ static int parse_options(int argc, char **argv, struct options *o, struct backen
                                     .options = longopts,
                                     .option = option,
                                     .check = check,
-                                    .ctx = o};
+                                    .ctx = o,
+                                    .profile = SANDBOX_PROFILE_BLK};
 #ifdef BULKHEAD_FAULTS
     /* The test build's options, after the usual text; the default count is a number. */
     static char help[sizeof(usage) + 1024];
@@ -289,7 +290,8 @@ int main(int argc, char **argv)
     if (sfd < 0 || bd == NULL) {
         log_error("cannot set up: %s", strerror(sfd < 0 ? -sfd : ENOMEM));
         st = BACKEND_EXIT_FAILURE;
-    } else if (blk_device_init(bd, img, &dopts) < 0 || !io_uring_works(img)) {
+    } else if (blk_device_init(bd, img, &dopts) < 0 || !io_uring_works(img) ||
+               backend_sandbox(&cli) >= 0) {
         st = BACKEND_EXIT_FAILURE;
     } else {
         log_info("serving %s (%llu sectors%s, %u queue%s) on %s", o.image,

@@ -20,6 +20,7 @@ enum {
     OPT_SOCKET = 0x100,
     OPT_FD,
     OPT_LOG_LEVEL,
+    OPT_SANDBOX,
     OPT_HELP,
 };
 
@@ -32,6 +33,13 @@ int backend_usage_error(const char *prog, const char *fmt, ...)
     fputc('\n', stderr);
     va_end(ap);
     return BACKEND_EXIT_USAGE;
+}
+
+int backend_sandbox(const struct backend_cli *cli)
+{
+    if (cli->sandbox == SANDBOX_SECCOMP_OFF)
+        return -1;
+    return sandbox_seccomp_apply(cli->profile, cli->sandbox) == 0 ? -1 : BACKEND_EXIT_FAILURE;
 }
 
 int backend_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -66,8 +74,21 @@ static int common_option(const struct backend_cli_spec *spec, struct backend_cli
         if (log_parse_level(arg, &cli->log_level) < 0)
             return backend_usage_error(spec->prog, "--log-level: unknown level '%s'", arg);
         return -1;
+    case OPT_SANDBOX:
+        if (spec->profile == SANDBOX_PROFILE_NONE)
+            return backend_usage_error(spec->prog, "unknown option '--sandbox' (see --help)");
+        if (sandbox_seccomp_parse(arg, &cli->sandbox) < 0)
+            return backend_usage_error(spec->prog, "--sandbox: '%s' is neither kill nor trap", arg);
+        return -1;
     default:
         fputs(spec->usage, stdout);
+        if (spec->profile != SANDBOX_PROFILE_NONE)
+            fputs("Common option:\n"
+                  "  --sandbox[=kill|trap]  once set up, allow only the system calls this\n"
+                  "                  program serves with (docs/security.md); any other kills\n"
+                  "                  the process (SIGSYS), or with trap names the call and\n"
+                  "                  exits with status 159\n",
+                  stdout);
         return BACKEND_EXIT_OK;
     }
 }
@@ -79,6 +100,7 @@ int backend_cli_parse(int argc, char **argv, const struct backend_cli_spec *spec
         {"socket", required_argument, NULL, OPT_SOCKET},
         {"fd", required_argument, NULL, OPT_FD},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"sandbox", optional_argument, NULL, OPT_SANDBOX},
         {"help", no_argument, NULL, OPT_HELP},
     };
     const unsigned nr_common = sizeof(common) / sizeof(common[0]);
@@ -92,7 +114,8 @@ int backend_cli_parse(int argc, char **argv, const struct backend_cli_spec *spec
     }
     longopts[n] = (struct option){NULL, 0, NULL, 0};
 
-    *cli = (struct backend_cli){.prog = spec->prog, .fd = -1, .log_level = LOG_WARN};
+    *cli = (struct backend_cli){
+        .prog = spec->prog, .fd = -1, .log_level = LOG_WARN, .profile = spec->profile};
     opterr = 0; /* our own one-line messages */
     optind = 1;
     for (;;) {
@@ -417,6 +440,8 @@ int backend_main(const struct backend_cli *cli, const struct vhost_be_device *de
     if (sfd < 0) {
         log_error("signalfd: %s", strerror(-sfd));
         st = BACKEND_EXIT_FAILURE;
+    } else if ((st = backend_sandbox(cli)) >= 0) {
+        close(sfd);
     } else {
         if (lfd >= 0)
             log_info("listening on %s", cli->socket_path);

@@ -39,6 +39,7 @@
 #define BULKHEAD_BACKENDS_COMMON_BACKEND_PROG_H
 
 #include "core/log.h"
+#include "host/seccomp.h"
 #include "vhost/backend.h"
 
 #include <getopt.h>
@@ -71,6 +72,9 @@ struct backend_cli {
     const char *socket_path;  /**< --socket: the path to listen on, or NULL. */
     int fd;                   /**< --fd: the inherited connected socket, or -1. */
     enum log_level log_level; /**< --log-level, LOG_WARN unless given. */
+    /** --sandbox[=kill|trap]: the filter to apply once set up; OFF unless given. */
+    enum sandbox_seccomp_mode sandbox;
+    enum sandbox_profile profile; /**< The program's seccomp profile, from its spec. */
 };
 
 /** What a program adds to the common command line. */
@@ -102,6 +106,12 @@ struct backend_cli_spec {
     int (*check)(void *ctx);
     /** Passed to @c option and @c check. */
     void *ctx;
+    /**
+     * The program's seccomp allowlist (host/seccomp.h). Anything but NONE gives the
+     * program the common option --sandbox[=kill|trap], applied by backend_main() or by
+     * the program's own call of backend_sandbox() once its set-up is done.
+     */
+    enum sandbox_profile profile;
 };
 
 /**
@@ -117,6 +127,17 @@ struct backend_cli_spec {
  */
 int backend_cli_parse(int argc, char **argv, const struct backend_cli_spec *spec,
                       struct backend_cli *cli);
+
+/**
+ * Apply the program's seccomp filter when --sandbox was given: call it after the last
+ * descriptor the program needs is open (image, listening sockets, signalfd) and before
+ * it serves. From then on the program can open nothing new but what its profile allows
+ * (accepting and, for vsock, connecting unix sockets).
+ * @param cli the parsed common options.
+ * @return -1 to go on (also without --sandbox); BACKEND_EXIT_FAILURE when the filter
+ *         cannot be loaded (logged).
+ */
+int backend_sandbox(const struct backend_cli *cli);
 
 /**
  * Print `PROG: error: MESSAGE` on stderr, one line.
@@ -284,7 +305,8 @@ int backend_serve(int listen_fd, int conn_fd, int signal_fd, const struct vhost_
 
 /**
  * Run the program: backend_check_fd() an inherited --fd, listen on --socket,
- * backend_signalfd(), then backend_serve() (the socket file is removed at the end).
+ * backend_signalfd(), backend_sandbox(), then backend_serve() (the socket file is
+ * removed at the end, except under --sandbox, whose filter refuses that).
  * @param cli the parsed common options.
  * @param dev the device; must outlive the call.
  * @param hooks the program's hooks.

@@ -171,8 +171,12 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     struct options o = {0};
-    const struct backend_cli_spec spec = {
-        .prog = PROG, .usage = usage, .options = longopts, .option = option, .ctx = &o};
+    const struct backend_cli_spec spec = {.prog = PROG,
+                                          .usage = usage,
+                                          .options = longopts,
+                                          .option = option,
+                                          .ctx = &o,
+                                          .profile = SANDBOX_PROFILE_CONSOLE};
     struct backend_cli cli;
     int st = backend_cli_parse(argc, argv, &spec, &cli);
     if (st >= 0)

@@ -28,8 +28,8 @@
 
 static const char usage[] =
     "usage: bulkhead-net [--mode switch|p2p] [--port PATH]... [--fd N]... [--tap IFNAME]...\n"
-    "                    [--queue-size N] [--poll MICROSECONDS]\n"
-    "                    [--log-level error|warn|info|debug|trace]\n"
+    "                    [--queue-size N] [--queue-pairs N] [--poll MICROSECONDS]\n"
+    "                    [--log-level error|warn|info|debug|trace] [--sandbox[=kill|trap]]\n"
     "\n"
     "A switch between VM ports (vhost-user-net) and tap uplinks; ports are numbered in\n"
     "command-line order, from 0.\n"
@@ -41,8 +41,13 @@ static const char usage[] =
     "  --tap IFNAME    an uplink: the tap IFNAME (created if it does not exist and we may)\n"
     "  --queue-size N  the Queue Size the frontends are expected to use, a power of two\n"
     "                  from 2 to 32768 (default 256); other sizes work too\n"
+    "  --queue-pairs N each VM port's device has N receive/transmit queue pairs, 1 to 32\n"
+    "                  (default 1); the frontend chooses how many the guest uses\n"
     "  --poll US       after work, keep polling the rings for US microseconds before\n"
     "                  sleeping, with the frontends' kicks off (default 50; 0: never)\n"
+    "  --sandbox[=M]   once the ports are open, allow only the system calls the switch\n"
+    "                  serves with (docs/security.md); any other kills the process\n"
+    "                  (SIGSYS), or with trap names the call and exits with status 159\n"
     "SIGTERM or SIGINT stops; SIGUSR1 logs every port's counters (at info level).\n"
     "Exit status: 0 stopped by a signal, or every --fd connection closed (when there is\n"
     "             no --port); 1 failure (a protocol error on an --fd connection, set-up);\n"
@@ -62,8 +67,10 @@ struct options {
     struct port_arg ports[NET_MAX_PORTS]; /**< --port, --fd and --tap, in order. */
     unsigned nr_ports;                    /**< Entries of @c ports. */
     uint64_t queue_size;                  /**< --queue-size. */
+    uint64_t queue_pairs;                 /**< --queue-pairs. */
     uint64_t poll_us;                     /**< --poll. */
     enum log_level log_level;             /**< --log-level. */
+    enum sandbox_seccomp_mode sandbox;    /**< --sandbox. */
 };
 
 static int add_port(struct options *o, int kind, const char *value, int fd)
@@ -83,8 +90,10 @@ static int parse_options(int argc, char **argv, struct options *o)
         OPT_FD,
         OPT_TAP,
         OPT_QUEUE_SIZE,
+        OPT_QUEUE_PAIRS,
         OPT_POLL,
         OPT_LOG_LEVEL,
+        OPT_SANDBOX,
         OPT_HELP,
     };
     static const struct option longopts[] = {
@@ -93,14 +102,17 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"fd", required_argument, NULL, OPT_FD},
         {"tap", required_argument, NULL, OPT_TAP},
         {"queue-size", required_argument, NULL, OPT_QUEUE_SIZE},
+        {"queue-pairs", required_argument, NULL, OPT_QUEUE_PAIRS},
         {"poll", required_argument, NULL, OPT_POLL},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"sandbox", optional_argument, NULL, OPT_SANDBOX},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof(*o));
     o->mode = NET_MODE_SWITCH;
     o->queue_size = NET_DEFAULT_QUEUE_SIZE;
+    o->queue_pairs = 1;
     o->poll_us = NET_DEFAULT_POLL_US;
     o->log_level = LOG_WARN;
     uint64_t v;
@@ -146,6 +158,11 @@ static int parse_options(int argc, char **argv, struct options *o)
                     PROG, "--queue-size: '%s' is not a power of two from 2 to 32768", optarg);
             o->queue_size = v;
             break;
+        case OPT_QUEUE_PAIRS:
+            if (backend_parse_u64(optarg, 1, NET_MAX_QUEUE_PAIRS, &o->queue_pairs) < 0)
+                return backend_usage_error(PROG, "--queue-pairs: '%s' is not a number from 1 to %u",
+                                           optarg, NET_MAX_QUEUE_PAIRS);
+            break;
         case OPT_POLL:
             if (backend_parse_u64(optarg, 0, NET_MAX_POLL_US, &o->poll_us) < 0)
                 return backend_usage_error(
@@ -155,6 +172,11 @@ static int parse_options(int argc, char **argv, struct options *o)
         case OPT_LOG_LEVEL:
             if (log_parse_level(optarg, &o->log_level) < 0)
                 return backend_usage_error(PROG, "--log-level: unknown level '%s'", optarg);
+            break;
+        case OPT_SANDBOX:
+            if (sandbox_seccomp_parse(optarg, &o->sandbox) < 0)
+                return backend_usage_error(PROG, "--sandbox: '%s' is neither kill nor trap",
+                                           optarg);
             break;
         case OPT_HELP:
             fputs(usage, stdout);
@@ -268,7 +290,11 @@ int main(int argc, char **argv)
 
     struct net_switch *sw = malloc(sizeof(*sw));
     struct net_switch_opts so = {
-        .mode = o.mode, .poll_us = (unsigned)o.poll_us, .queue_size = (unsigned)o.queue_size};
+        .mode = o.mode,
+        .poll_us = (unsigned)o.poll_us,
+        .queue_size = (unsigned)o.queue_size,
+        .queue_pairs = (unsigned)o.queue_pairs,
+    };
     if (sw == NULL || net_switch_init(sw, &so) < 0) {
         log_error("cannot set up: out of memory");
         free(sw);
@@ -276,6 +302,9 @@ int main(int argc, char **argv)
         return BACKEND_EXIT_FAILURE;
     }
     st = open_ports(sw, &o);
+    if (st < 0 && o.sandbox != SANDBOX_SECCOMP_OFF &&
+        sandbox_seccomp_apply(SANDBOX_PROFILE_NET, o.sandbox) != 0)
+        st = BACKEND_EXIT_FAILURE;
     if (st < 0) {
         log_info("switching between %u port%s (%s mode)", o.nr_ports, o.nr_ports == 1 ? "" : "s",
                  o.mode == NET_MODE_P2P ? "p2p" : "switch");

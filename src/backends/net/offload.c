@@ -12,6 +12,7 @@
 #define ETH_P_8021Q  0x8100u
 #define IPPROTO_TCP_ 6u
 #define IPV6_HLEN    40u
+#define IPPROTO_UDP_ 17u
 #define TCP_FIN      0x01u
 #define TCP_PSH      0x08u
 #define TCP_CWR      0x80u
@@ -332,4 +333,57 @@ int net_gso_next(struct net_gso *g, uint8_t *out, uint32_t out_max, uint32_t *ou
     g->index++;
     *out_len = seg_len;
     return 1;
+}
+
+/* One step of a keyed mix (not a cryptographic MAC, as the MAC table's): enough that
+ * without the key a sender cannot tell which queue its flows land on. */
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+    h ^= v;
+    h *= 0x9e3779b97f4a7c15ull;
+    return h ^ (h >> 29);
+}
+
+/* Up to 8 bytes as one big-endian word, for mix(). */
+static uint64_t word(const uint8_t *p, unsigned len)
+{
+    uint64_t v = 0;
+    for (unsigned i = 0; i < len; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+uint32_t net_flow_hash(const uint8_t *head, uint32_t n, uint64_t key)
+{
+    uint64_t h = mix(key, word(head, 6));
+    h = mix(h, word(head + 6, 6));
+    uint32_t l3 = NET_ETH_HLEN;
+    uint16_t type = n >= NET_ETH_HLEN ? get_be16(head + 12) : 0;
+    if (type == ETH_P_8021Q && n >= NET_ETH_HLEN + 4u) {
+        type = get_be16(head + 16);
+        l3 += 4;
+    }
+    uint32_t l4 = 0;
+    unsigned proto = 0;
+    if (type == ETH_P_IPV4 && n >= l3 + 20u && (head[l3] >> 4) == 4) {
+        const uint8_t *ip = head + l3;
+        proto = ip[9];
+        h = mix(h, proto);
+        h = mix(h, word(ip + 12, 8));
+        uint32_t ihl = (ip[0] & 0x0fu) * 4u;
+        /* MF or an offset: a fragment, hashed by its addresses only. */
+        if (ihl >= 20 && (get_be16(ip + 6) & 0x3fffu) == 0)
+            l4 = l3 + ihl;
+    } else if (type == ETH_P_IPV6 && n >= l3 + IPV6_HLEN && (head[l3] >> 4) == 6) {
+        const uint8_t *ip = head + l3;
+        proto = ip[6];
+        h = mix(h, proto);
+        for (unsigned i = 8; i < IPV6_HLEN; i += 8)
+            h = mix(h, word(ip + i, 8));
+        l4 = l3 + IPV6_HLEN;
+    }
+    if (l4 != 0 && (proto == IPPROTO_TCP_ || proto == IPPROTO_UDP_) && n >= l4 + 4u)
+        h = mix(h, word(head + l4, 4));
+    h *= 0xbf58476d1ce4e5b9ull;
+    return (uint32_t)(h >> 32);
 }

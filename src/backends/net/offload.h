@@ -197,4 +197,26 @@ int net_gso_init(struct net_gso *g, const uint8_t *frame, uint32_t len,
  */
 int net_gso_next(struct net_gso *g, uint8_t *out, uint32_t out_max, uint32_t *out_len);
 
+/**
+ * Bytes of a frame's start net_flow_hash() looks at: an Ethernet header with one VLAN
+ * tag, the longest IPv4 header (60 bytes) and the two ports after it.
+ */
+#define NET_FLOW_HEAD 96u
+
+/**
+ * A keyed hash of the flow a frame belongs to, which picks the receive queue of a
+ * multi-queue destination, so one flow keeps its order on one queue. Always the two MAC
+ * addresses; for IPv4 and IPv6 (one 802.1Q tag understood) also the protocol and the
+ * addresses; and for TCP and UDP the ports too, except in IPv4 fragments (the later
+ * ones carry no ports: all of a datagram's fragments must land together) and behind
+ * IPv6 extension headers (not walked). Truncated or malformed headers count as far as
+ * they parse.
+ * @param head the frame's first bytes, private memory.
+ * @param n how many: the frame's length, or NET_FLOW_HEAD when it is longer; at least
+ *        the 12 bytes of the addresses.
+ * @param key the run's random key, so a sender cannot aim its flows at one queue.
+ * @return the hash.
+ */
+uint32_t net_flow_hash(const uint8_t *head, uint32_t n, uint64_t key);
+
 #endif

@@ -31,6 +31,8 @@ int net_switch_init(struct net_switch *sw, const struct net_switch_opts *opts)
         sw->opts.queue_size = NET_DEFAULT_QUEUE_SIZE;
     if (sw->opts.pending_timeout_ns == 0)
         sw->opts.pending_timeout_ns = NET_PENDING_TIMEOUT_NS;
+    if (sw->opts.queue_pairs == 0)
+        sw->opts.queue_pairs = 1;
     sw->fdb = malloc(sizeof(*sw->fdb));
     sw->lin = malloc(NET_FRAME_MAX);
     sw->out = malloc(NET_FRAME_MAX);
@@ -38,11 +40,15 @@ int net_switch_init(struct net_switch *sw, const struct net_switch_opts *opts)
         net_switch_destroy(sw);
         return -ENOMEM;
     }
-    /* The hash key keeps guests from choosing which table set their addresses fill. */
-    uint64_t key;
-    if (getrandom(&key, sizeof(key), GRND_NONBLOCK) != (ssize_t)sizeof(key))
-        key = clock_ns() ^ ((uint64_t)getpid() << 32);
-    fdb_init(sw->fdb, key, sw->opts.fdb_age_ns);
+    /* The hash keys keep guests from choosing which table set their addresses fill, and
+     * which receive queue of another guest their flows land on. */
+    uint64_t key[2];
+    if (getrandom(key, sizeof(key), GRND_NONBLOCK) != (ssize_t)sizeof(key)) {
+        key[0] = clock_ns() ^ ((uint64_t)getpid() << 32);
+        key[1] = ~key[0] * 0x9e3779b97f4a7c15ull;
+    }
+    fdb_init(sw->fdb, key[0], sw->opts.fdb_age_ns);
+    sw->flow_key = key[1];
     sw->now_ns = clock_ns();
     return 0;
 }
@@ -83,6 +89,7 @@ static struct net_port *port_new(struct net_switch *sw, enum net_port_kind kind,
     p->kind = kind;
     p->listen_fd = -1;
     p->tap_fd = -1;
+    p->nr_pairs = 1;
     snprintf(p->name, sizeof(p->name), "%s", name);
     return p;
 }
@@ -96,7 +103,7 @@ static int port_add(struct net_switch *sw, struct net_port *p)
 static struct net_port *vm_port_new(struct net_switch *sw, const char *name)
 {
     struct net_port *p = port_new(sw, NET_PORT_VM, name);
-    if (p != NULL && net_vm_port_init(p, sw->opts.queue_size) < 0) {
+    if (p != NULL && net_vm_port_init(p, sw->opts.queue_size, sw->opts.queue_pairs) < 0) {
         net_port_free_buffers(p);
         free(p);
         return NULL;
@@ -169,11 +176,17 @@ void net_switch_flush(struct net_switch *sw)
 {
     for (unsigned i = 0; i < sw->nr_ports; i++) {
         struct net_port *p = sw->ports[i];
-        if (!p->touched)
-            continue;
-        p->touched = false;
-        if (p->connected && vhost_be_queue_notify(&p->be, VIRTIO_NET_RXQ) == 1)
-            p->st.rx_notifies++;
+        uint64_t touched = p->rx_touched;
+        p->rx_touched = 0;
+        for (unsigned k = 0; touched != 0 && k < p->nr_pairs; k++) {
+            if ((touched & BIT(k)) == 0)
+                continue;
+            touched &= ~BIT(k);
+            if (p->connected && vhost_be_queue_notify(&p->be, VIRTIO_NET_RXQ_OF(k)) == 1) {
+                p->st.rx_notifies++;
+                p->rxq[k].st.notifies++;
+            }
+        }
     }
 }
 
@@ -199,44 +212,49 @@ static const uint8_t *linear(struct net_switch *sw, const struct vq_iovec *iov, 
     return sw->lin;
 }
 
-static int put(struct net_port *dst, const struct virtio_net_hdr *h, const struct vq_iovec *iov,
-               unsigned niov, uint32_t len)
+/* @p ring is the VM's receiveq (net_vm_rx_pick()); taps have one queue. */
+static int put(struct net_port *dst, unsigned ring, const struct virtio_net_hdr *h,
+               const struct vq_iovec *iov, unsigned niov, uint32_t len)
 {
     if (dst->kind == NET_PORT_VM)
-        return net_vm_put(dst, h, iov, niov, len);
+        return net_vm_put(dst, ring, h, iov, niov, len);
     return net_tap_put(dst, h, iov, niov, len);
 }
 
-static void delivered(struct net_port *dst, uint32_t len)
+static void delivered(struct net_port *dst, unsigned ring, uint32_t len)
 {
     dst->st.out_packets++;
     dst->st.out_bytes += len;
-    dst->stalled = false;
+    dst->rx_stalled &= ~BIT(ring / 2u);
 }
 
-/* The source must wait for @p dst's receive buffers: remember for whom, arm its kicks. */
-static void wait_for(struct net_switch *sw, struct net_port *src, struct net_port *dst)
+/* The source must wait for buffers on @p dst's receiveq @p ring: remember which, arm its
+ * kicks. */
+static void wait_for(struct net_switch *sw, struct net_port *src, struct net_port *dst,
+                     unsigned ring)
 {
     if (!src->pending) {
         src->pending_ns = sw->now_ns;
         dst->st.waits++;
     }
     src->blocked_on = dst->index;
+    src->blocked_ring = ring;
     /* Armed at every wait: a kick that came for too few buffers used the request up. */
-    if (net_vm_rx_arm(dst))
+    if (net_vm_rx_arm(dst, ring))
         sw->need_service = true;
 }
 
-/* What a failed put() means: wait (unicast to a VM that is not stalled), else a drop. */
-static int settle(struct net_switch *sw, struct net_port *src, struct net_port *dst, int r,
-                  bool may_wait)
+/* What a failed put() means: wait (unicast to a VM receiveq that is not stalled), else a
+ * drop. */
+static int settle(struct net_switch *sw, struct net_port *src, struct net_port *dst, unsigned ring,
+                  int r, bool may_wait)
 {
     switch (r) {
     case 0:
         return 0;
     case -EAGAIN:
-        if (may_wait && dst->kind == NET_PORT_VM && !dst->stalled) {
-            wait_for(sw, src, dst);
+        if (may_wait && dst->kind == NET_PORT_VM && (dst->rx_stalled & BIT(ring / 2u)) == 0) {
+            wait_for(sw, src, dst, ring);
             return -EAGAIN;
         }
         net_port_drop(dst, NET_DROP_NO_ROOM);
@@ -254,7 +272,7 @@ static int settle(struct net_switch *sw, struct net_port *src, struct net_port *
 }
 
 /* Cut a GSO packet for a destination without the matching GUEST_ offloads. */
-static int segment(struct net_switch *sw, struct net_port *src, struct net_port *dst,
+static int segment(struct net_switch *sw, struct net_port *src, struct net_port *dst, unsigned ring,
                    const struct virtio_net_hdr *hdr, const uint8_t *frame, uint32_t len,
                    bool may_wait)
 {
@@ -268,16 +286,16 @@ static int segment(struct net_switch *sw, struct net_port *src, struct net_port 
     uint32_t seg_len;
     while (net_gso_next(&g, sw->out, NET_FRAME_MAX, &seg_len) == 1) {
         struct vq_iovec o = {.base = sw->out, .len = seg_len};
-        int r = put(dst, &none, &o, 1, seg_len);
+        int r = put(dst, ring, &none, &o, 1, seg_len);
         if (r == 0) {
-            delivered(dst, seg_len);
+            delivered(dst, ring, seg_len);
             any = true;
             continue;
         }
         if (!any)
-            return settle(sw, src, dst, r, may_wait); /* nothing sent yet: it may wait */
+            return settle(sw, src, dst, ring, r, may_wait); /* nothing sent yet: it may wait */
         /* Part of it went: the rest is lost, as on a congested link (TCP sends again). */
-        (void)settle(sw, src, dst, r, false);
+        (void)settle(sw, src, dst, ring, r, false);
         break;
     }
     if (any)
@@ -285,27 +303,36 @@ static int segment(struct net_switch *sw, struct net_port *src, struct net_port 
     return 0;
 }
 
-static int deliver(struct net_switch *sw, struct net_port *src, struct net_port *dst,
+/* One packet to one destination; @p flow picks a VM's receiveq. */
+static int deliver(struct net_switch *sw, struct net_port *src, struct net_port *dst, uint32_t flow,
                    const struct virtio_net_hdr *hdr, const struct vq_iovec *iov, unsigned niov,
                    uint32_t len, bool private_frame, bool may_wait)
 {
+    unsigned ring = 0;
+    if (dst->kind == NET_PORT_VM) {
+        int q = net_vm_rx_pick(dst, flow);
+        if (q < 0)
+            return settle(sw, src, dst, 0, q, may_wait);
+        ring = (unsigned)q;
+    }
     uint64_t features = dst->kind == NET_PORT_VM ? dst->be.features : ~0ull;
     enum net_out plan = dst->kind == NET_PORT_TAP ? NET_OUT_AS_IS : net_out_plan(hdr, features);
     int r;
     if (plan == NET_OUT_SEGMENT)
-        return segment(sw, src, dst, hdr, linear(sw, iov, niov, len, private_frame), len, may_wait);
+        return segment(sw, src, dst, ring, hdr, linear(sw, iov, niov, len, private_frame), len,
+                       may_wait);
     if (plan == NET_OUT_CSUM) {
         memcpy(sw->out, linear(sw, iov, niov, len, private_frame), len);
         /* net_hdr_check() put the checksum's place inside the frame. */
         (void)net_csum_complete(sw->out, len, hdr->csum_start, hdr->csum_offset);
         const struct virtio_net_hdr none = {.num_buffers = 0};
         struct vq_iovec o = {.base = sw->out, .len = len};
-        r = put(dst, &none, &o, 1, len);
+        r = put(dst, ring, &none, &o, 1, len);
         if (r == 0) {
-            delivered(dst, len);
+            delivered(dst, ring, len);
             dst->st.csummed++;
         }
-        return settle(sw, src, dst, r, may_wait);
+        return settle(sw, src, dst, ring, r, may_wait);
     }
     struct virtio_net_hdr h = *hdr;
     if ((features & BIT(VIRTIO_NET_F_GUEST_CSUM)) == 0)
@@ -313,13 +340,13 @@ static int deliver(struct net_switch *sw, struct net_port *src, struct net_port 
     if (dst->kind == NET_PORT_TAP && niov > NET_TAP_MAX_IOV) {
         struct vq_iovec one = {.base = (void *)linear(sw, iov, niov, len, private_frame),
                                .len = len};
-        r = put(dst, &h, &one, 1, len);
+        r = put(dst, ring, &h, &one, 1, len);
     } else {
-        r = put(dst, &h, iov, niov, len);
+        r = put(dst, ring, &h, iov, niov, len);
     }
     if (r == 0)
-        delivered(dst, len);
-    return settle(sw, src, dst, r, may_wait);
+        delivered(dst, ring, len);
+    return settle(sw, src, dst, ring, r, may_wait);
 }
 
 int net_switch_forward(struct net_switch *sw, struct net_port *src,
@@ -327,25 +354,28 @@ int net_switch_forward(struct net_switch *sw, struct net_port *src,
                        uint32_t len, bool private_frame)
 {
     sw->lin_valid = false;
+    /* The addresses (and for the flow the headers after them) are read once, into private
+     * memory, before anything depends on them. The frame holds at least the 12 bytes. */
+    uint8_t head[NET_FLOW_HEAD];
+    uint32_t n = len < sizeof(head) ? len : (uint32_t)sizeof(head);
+    net_iov_read(iov, niov, head, sw->opts.queue_pairs > 1 ? n : 12u);
+    uint32_t flow = sw->opts.queue_pairs > 1 ? net_flow_hash(head, n, sw->flow_key) : 0;
     if (sw->opts.mode == NET_MODE_P2P) {
         for (unsigned i = 0; i < sw->nr_ports; i++) {
             struct net_port *d = sw->ports[i];
             if (d != src) {
                 src->pending_len = len;
-                return deliver(sw, src, d, hdr, iov, niov, len, private_frame, true);
+                return deliver(sw, src, d, flow, hdr, iov, niov, len, private_frame, true);
             }
         }
         return 0;
     }
-    /* The addresses are read once, into private memory, before anything depends on them. */
-    uint8_t macs[12];
-    net_iov_read(iov, niov, macs, sizeof(macs));
     unsigned to = 0;
-    switch (fdb_forward(sw->fdb, src->index, macs, sw->now_ns, &to)) {
+    switch (fdb_forward(sw->fdb, src->index, head, sw->now_ns, &to)) {
     case FDB_UNICAST:
         if (to < sw->nr_ports) {
             src->pending_len = len;
-            return deliver(sw, src, sw->ports[to], hdr, iov, niov, len, private_frame, true);
+            return deliver(sw, src, sw->ports[to], flow, hdr, iov, niov, len, private_frame, true);
         }
         return 0;
     case FDB_LOCAL:
@@ -357,7 +387,7 @@ int net_switch_forward(struct net_switch *sw, struct net_port *src,
     for (unsigned i = 0; i < sw->nr_ports; i++) {
         struct net_port *d = sw->ports[i];
         if (d != src && port_present(d))
-            (void)deliver(sw, src, d, hdr, iov, niov, len, private_frame, false);
+            (void)deliver(sw, src, d, flow, hdr, iov, niov, len, private_frame, false);
     }
     return 0;
 }
@@ -367,37 +397,39 @@ int net_switch_forward(struct net_switch *sw, struct net_port *src,
 static void resume(struct net_port *p)
 {
     if (p->kind == NET_PORT_VM)
-        (void)net_vm_tx(p);
+        net_vm_tx_resume(p);
     else
         net_tap_retry(p);
 }
 
-/* Let waiting sources go on where their destination has buffers again or is gone; drop
- * what waited too long; turn receive kicks off where nobody waits any more. */
+/* Let waiting sources go on where their receiveq has buffers again, or is gone or
+ * disabled (the frame may then go to another of the port's queues); drop what waited too
+ * long; turn receive kicks off where nobody waits any more. */
 static void service(struct net_switch *sw)
 {
     sw->need_service = false;
-    uint64_t waited_on = 0;
+    uint64_t waited_on[NET_MAX_PORTS] = {0}; /* per destination, a bit per receiveq */
     for (unsigned i = 0; i < sw->nr_ports; i++) {
         struct net_port *p = sw->ports[i];
         if (!p->pending)
             continue;
         struct net_port *d = sw->ports[p->blocked_on];
-        bool go = !net_vm_ring_running(d, VIRTIO_NET_RXQ) || net_vm_rx_ready(d);
+        unsigned ring = p->blocked_ring;
+        bool go = !net_vm_ring_running(d, ring) || net_vm_rx_ready(d, ring);
         if (!go && sw->now_ns - p->pending_ns >= sw->opts.pending_timeout_ns) {
             net_port_drop(d, NET_DROP_TIMEOUT);
-            if (!d->stalled)
+            if ((d->rx_stalled & BIT(ring / 2u)) == 0)
                 log_guest(LOG_WARN,
-                          "net: port %u (%s) has had no receive buffers for %llu ms: frames "
-                          "for it are dropped until it posts some",
-                          d->index, d->name,
+                          "net: port %u (%s) has had no buffers on receive queue %u for %llu "
+                          "ms: frames for it are dropped until it posts some",
+                          d->index, d->name, ring,
                           (unsigned long long)(sw->opts.pending_timeout_ns / 1000000u));
-            d->stalled = true;
+            d->rx_stalled |= BIT(ring / 2u);
             p->st.in_packets++; /* it was taken in, and lost on the way out */
             p->st.in_bytes += p->pending_len;
             if (p->kind == NET_PORT_VM) {
-                net_vm_drop_pending(p); /* completes the chain; the ring goes on */
-                (void)net_vm_tx(p);
+                net_vm_drop_pending(p); /* completes the chain; the rings go on */
+                net_vm_tx_resume(p);
             } else {
                 p->pending = false; /* the packet is gone; the tap is read again */
             }
@@ -405,12 +437,17 @@ static void service(struct net_switch *sw)
             resume(p);
         }
         if (p->pending)
-            waited_on |= BIT(p->blocked_on);
+            waited_on[p->blocked_on] |= BIT(p->blocked_ring / 2u);
     }
     for (unsigned i = 0; i < sw->nr_ports; i++) {
         struct net_port *d = sw->ports[i];
-        if (d->rx_armed && (waited_on & BIT(i)) == 0)
-            net_vm_rx_disarm(d);
+        uint64_t idle = d->rx_armed & ~waited_on[i];
+        for (unsigned k = 0; idle != 0 && k < d->nr_pairs; k++) {
+            if (idle & BIT(k)) {
+                idle &= ~BIT(k);
+                net_vm_rx_disarm(d, VIRTIO_NET_RXQ_OF(k));
+            }
+        }
     }
 }
 
@@ -461,11 +498,12 @@ static void vm_disconnect(struct net_switch *sw, struct net_port *p, int why)
     vhost_be_destroy(&p->be); /* stop_queue() returns the rings' chains */
     p->connected = false;
     p->pending = false;
-    p->tx_more = false;
-    p->stash_n = 0;
-    p->rx_armed = false;
-    p->stalled = false;
-    p->touched = false;
+    p->tx_more = 0;
+    for (unsigned k = 0; k < NET_MAX_QUEUE_PAIRS; k++)
+        p->rxq[k].stash_n = 0;
+    p->rx_armed = 0;
+    p->rx_stalled = 0;
+    p->rx_touched = 0;
     fdb_forget_port(sw->fdb, p->index);
     if (p->listen_fd < 0) {
         p->closed = true;
@@ -485,13 +523,16 @@ static void vm_dispatch(struct net_switch *sw, struct net_port *p, const struct 
             message = true;
             continue;
         }
-        for (unsigned q = 0; q < 2; q++) {
+        for (unsigned q = 0; q < 2u * p->nr_pairs; q++) {
             if (p->be.queues[q].kick_fd != e[k].fd)
                 continue;
-            if (q == VIRTIO_NET_TXQ)
+            if (q % 2u != 0) {
                 p->st.tx_kicks++;
-            else
+                p->txq_st[q / 2u].kicks++;
+            } else {
                 p->st.rx_kicks++;
+                p->rxq[q / 2u].st.kicks++;
+            }
             sw->poll_work = true;
             (void)vhost_be_handle_kick(&p->be, q);
             break;
@@ -535,15 +576,32 @@ static bool any_pending(const struct net_switch *sw)
     return false;
 }
 
+/* Process a port's transmitqs through the library as a kick would: those with chains
+ * waiting, or (@p all) every one, which re-arms their kicks. */
+static bool process_tx(struct net_port *p, bool all)
+{
+    bool found = false;
+    for (unsigned k = 0; k < p->nr_pairs && !p->pending; k++) {
+        unsigned ring = VIRTIO_NET_TXQ_OF(k);
+        if (!all && !vhost_be_ring_ready(&p->be, ring))
+            continue;
+        (void)vhost_be_process(&p->be, ring);
+        found = true;
+    }
+    return found;
+}
+
 bool net_switch_poll(struct net_switch *sw)
 {
     sw->now_ns = clock_ns();
     bool more = false;
     for (unsigned i = 0; i < sw->nr_ports; i++) {
         struct net_port *p = sw->ports[i];
-        if (p->tx_more && !p->pending) {
-            (void)net_vm_tx(p);
-            sw->poll_work = true;
+        for (unsigned k = 0; p->tx_more != 0 && !p->pending && k < p->nr_pairs; k++) {
+            if (p->tx_more & BIT(k)) {
+                (void)net_vm_tx(p, VIRTIO_NET_TXQ_OF(k));
+                sw->poll_work = true;
+            }
         }
     }
     if (sw->need_service || any_pending(sw))
@@ -559,24 +617,22 @@ bool net_switch_poll(struct net_switch *sw)
         if (sw->polling) {
             for (unsigned i = 0; i < sw->nr_ports; i++) {
                 struct net_port *p = sw->ports[i];
-                if (p->connected && !p->pending && vhost_be_ring_ready(&p->be, VIRTIO_NET_TXQ)) {
-                    (void)vhost_be_process(&p->be, VIRTIO_NET_TXQ);
+                if (p->connected && process_tx(p, false))
                     sw->poll_last_ns = sw->now_ns;
-                }
             }
             if (sw->now_ns - sw->poll_last_ns > (uint64_t)sw->opts.poll_us * 1000u) {
                 /* Kicks back on: a pass with polling off re-arms them and takes what came. */
                 sw->polling = false;
                 for (unsigned i = 0; i < sw->nr_ports; i++) {
                     struct net_port *p = sw->ports[i];
-                    if (p->connected && !p->pending)
-                        (void)vhost_be_process(&p->be, VIRTIO_NET_TXQ);
+                    if (p->connected)
+                        (void)process_tx(p, true);
                 }
             }
         }
     }
     for (unsigned i = 0; i < sw->nr_ports; i++)
-        more |= sw->ports[i]->tx_more && !sw->ports[i]->pending;
+        more |= sw->ports[i]->tx_more != 0 && !sw->ports[i]->pending;
     return sw->polling || sw->need_service || more;
 }
 
@@ -620,6 +676,26 @@ bool net_switch_failed(const struct net_switch *sw)
     return false;
 }
 
+/* A multi-queue port's per-ring counters, " pairs: K tx A/B rx C/D, ..." (kicks /
+ * notifications); empty for one pair, whose counters are the port's. */
+static void ring_stats(const struct net_port *p, char *buf, size_t size)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    if (p->kind != NET_PORT_VM || p->nr_pairs < 2)
+        return;
+    for (unsigned k = 0; k < p->nr_pairs && used < size; k++) {
+        const struct net_ring_stats *t = &p->txq_st[k], *r = &p->rxq[k].st;
+        int w = snprintf(buf + used, size - used, "%s %u tx %llu/%llu rx %llu/%llu",
+                         k == 0 ? ", per pair (kicks/notifications):" : ",", k,
+                         (unsigned long long)t->kicks, (unsigned long long)t->notifies,
+                         (unsigned long long)r->kicks, (unsigned long long)r->notifies);
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+}
+
 void net_switch_log_stats(const struct net_switch *sw)
 {
     for (unsigned i = 0; i < sw->nr_ports; i++) {
@@ -637,15 +713,17 @@ void net_switch_log_stats(const struct net_switch *sw)
                 break;
             used += (size_t)w;
         }
+        char rings[NET_MAX_QUEUE_PAIRS * 64];
+        ring_stats(p, rings, sizeof(rings));
         log_info("net: port %u (%s %s): in %llu packets %llu bytes, out %llu packets %llu "
                  "bytes, kicks tx %llu rx %llu, notifications tx %llu rx %llu, waits %llu, "
-                 "software csum %llu segmented %llu, drops:%s",
+                 "software csum %llu segmented %llu, drops:%s%s",
                  p->index, p->kind == NET_PORT_VM ? "vm" : "tap", p->name,
                  (unsigned long long)s->in_packets, (unsigned long long)s->in_bytes,
                  (unsigned long long)s->out_packets, (unsigned long long)s->out_bytes,
                  (unsigned long long)s->tx_kicks, (unsigned long long)s->rx_kicks,
                  (unsigned long long)s->tx_notifies, (unsigned long long)s->rx_notifies,
                  (unsigned long long)s->waits, (unsigned long long)s->csummed,
-                 (unsigned long long)s->segmented, used == 0 ? " none" : drops);
+                 (unsigned long long)s->segmented, used == 0 ? " none" : drops, rings);
     }
 }

@@ -4,10 +4,19 @@
  * @brief bulkhead-net's virtual switch: its ports (VM ports over vhost-user, tap
  *        uplinks), the forwarding between them, and the steps of the one poll() loop.
  *
- * A **VM port** is one vhost-user-net connection: queue 0 is the guest's receiveq
- * (device-writable buffers), queue 1 its transmitq. It either listens on a unix socket
- * (one frontend at a time; the next is accepted when it leaves) or serves one inherited
- * connection. A **tap port** is a host tap interface (tap.h).
+ * A **VM port** is one vhost-user-net connection with net_switch_opts::queue_pairs queue
+ * pairs: queue 2k is pair k's receiveq (device-writable buffers), 2k + 1 its transmitq
+ * (virtio's numbering). The frontend starts the pairs it wants and enables those the
+ * driver uses (SET_VRING_ENABLE); only started, enabled rings are served. It either
+ * listens on a unix socket (one frontend at a time; the next is accepted when it leaves)
+ * or serves one inherited connection. A **tap port** is a host tap interface (tap.h).
+ *
+ * **Multi-queue.** Every transmitq is served on its own kicks. A packet for a VM goes to
+ * one of its running receiveqs, chosen by the packet's flow (net_flow_hash()), so one
+ * flow stays in order on one queue; each receiveq has its own chains taken for later,
+ * its own notification batching and its own waiting sources. A disabled receiveq is not
+ * chosen and not touched: the chains taken from it before stay ours until it is enabled
+ * again (they are used first then) or stopped (they are returned empty).
  *
  * **Forwarding.** Switch mode learns source addresses (fdb.h): known unicast goes to
  * its port, the rest is flooded to every other port; p2p mode sends every frame to the
@@ -18,14 +27,16 @@
  * every offload.
  *
  * **Backpressure.** A unicast frame whose destination VM has no receive buffers is not
- * dropped: its source waits. A VM source keeps the transmit chain (its head, the chain
- * is walked and checked again when retried) and takes nothing more from its transmitq;
- * a tap source keeps the packet and stops reading the tap. The destination's receive
- * kicks are armed meanwhile, and the source resumes when buffers come, or the
- * destination's receive queue stops. After NET_PENDING_TIMEOUT_NS the frame is dropped
- * and the destination marked *stalled*: frames for it are then dropped at once while it
- * has no buffers, so a VM that never posts any cannot hold up the others for more than
- * that. Flooded frames never wait: a port without room misses them.
+ * dropped: its source waits, for the one receiveq the frame was meant for. A VM source
+ * keeps the transmit chain (its head and its transmitq; the chain is walked and checked
+ * again when retried) and takes nothing more from any of its transmitqs;
+ * a tap source keeps the packet and stops reading the tap. That receiveq's kicks are
+ * armed meanwhile, and the source resumes when buffers come, or the receiveq stops or is
+ * disabled (the frame then goes to another queue of the port, or is dropped). After
+ * NET_PENDING_TIMEOUT_NS the frame is dropped and the receiveq marked *stalled*: frames
+ * for it are then dropped at once while it has no buffers, so a VM that never posts any
+ * cannot hold up the others for more than that. Flooded frames never wait: a port
+ * without room misses them.
  *
  * **Batching.** Every available transmit chain is taken per kick (up to NET_TX_BUDGET
  * per round, then the loop comes back without a new kick), and each ring gets at most
@@ -66,8 +77,10 @@
 
 /** Most ports of one switch (one bit each in a 64-bit mask, and FDB_MAX_PORTS). */
 #define NET_MAX_PORTS 64u
-/** poll() entries a port may need: a VM port's socket and its two kick eventfds. */
-#define NET_PORT_MAX_POLLFDS 3u
+/** Most queue pairs of a VM port (--queue-pairs): every ring of the library's. */
+#define NET_MAX_QUEUE_PAIRS (VHOST_BE_MAX_QUEUES / 2u)
+/** poll() entries a port may need: a VM port's socket and a kick eventfd per ring. */
+#define NET_PORT_MAX_POLLFDS VHOST_BE_MAX_POLLFDS
 /** poll() entries net_switch_pollfds() may fill. */
 #define NET_MAX_POLLFDS (NET_MAX_PORTS * NET_PORT_MAX_POLLFDS)
 /** Default --poll, microseconds (as bulkhead-blk). */
@@ -106,10 +119,10 @@ struct net_port_stats {
     uint64_t in_bytes;    /**< Their bytes, virtio-net header excluded. */
     uint64_t out_packets; /**< Frames (segments count one each) delivered to the port. */
     uint64_t out_bytes;   /**< Their bytes, header excluded. */
-    uint64_t tx_kicks;    /**< Kicks of the VM's transmitq. */
-    uint64_t rx_kicks;    /**< Kicks of the VM's receiveq (buffers added while armed). */
-    uint64_t tx_notifies; /**< Used-buffer notifications sent on the transmitq. */
-    uint64_t rx_notifies; /**< Used-buffer notifications sent on the receiveq. */
+    uint64_t tx_kicks;    /**< Kicks of the VM's transmitqs (all pairs). */
+    uint64_t rx_kicks;    /**< Kicks of its receiveqs (buffers added while armed). */
+    uint64_t tx_notifies; /**< Used-buffer notifications sent on its transmitqs. */
+    uint64_t rx_notifies; /**< Used-buffer notifications sent on its receiveqs. */
     uint64_t csummed;     /**< Packets to this port whose checksum was completed here. */
     uint64_t segmented;   /**< GSO packets to this port cut into segments here. */
     uint64_t waits;       /**< Times a unicast frame had to wait for this port's buffers. */
@@ -122,9 +135,23 @@ struct net_rx_slot {
     uint32_t room; /**< Writable bytes when it was walked (checked again when used). */
 };
 
+/** Counters of one ring of a multi-queue port (the port's own count all of its rings). */
+struct net_ring_stats {
+    uint64_t kicks;    /**< Kicks that arrived on it. */
+    uint64_t notifies; /**< Used-buffer notifications sent on it. */
+};
+
+/** A VM port's state for one receiveq. */
+struct net_rxq {
+    struct net_rx_slot *stash; /**< Chains taken from this ring and not used yet. */
+    unsigned stash_n;          /**< Entries in @c stash. */
+    unsigned stash_size;       /**< Room in @c stash: this ring's Queue Size. */
+    struct net_ring_stats st;  /**< Its kicks and notifications. */
+};
+
 struct net_switch;
 
-/** One port. Members are private to the switch; tests read @c st. */
+/** One port. Members are private to the switch; tests read @c st, @c rxq and @c txq_st. */
 struct net_port {
     struct net_switch *sw;    /**< The switch it belongs to. */
     unsigned index;           /**< Its number: position on the command line. */
@@ -139,15 +166,17 @@ struct net_port {
     int listen_fd;              /**< Listening socket (--port), or -1 (--fd). */
     bool closed;                /**< An inherited connection ended: the port is gone. */
     bool failed;                /**< ... and it ended with a protocol error. */
+    unsigned nr_pairs;          /**< Queue pairs of its device (1 for a tap). */
     struct vq_iovec *tx_iov;    /**< Segments of a walked transmit chain. */
     struct vq_iovec *rx_iov;    /**< Segments of a walked receive chain. */
     unsigned iov_size;          /**< Entries of each: at least the largest Queue Size. */
-    struct net_rx_slot *stash;  /**< Receive chains taken and not used yet. */
-    unsigned stash_n;           /**< Entries in @c stash. */
-    unsigned stash_size;        /**< Room in @c stash: the receive Queue Size. */
-    uint16_t tx_head;           /**< The waiting transmit chain, when @c pending. */
-    bool tx_more;               /**< The transmitq had more than one budget's worth. */
-    bool touched;               /**< Receive entries published since the last notification. */
+    struct net_rxq rxq[NET_MAX_QUEUE_PAIRS];           /**< Pair k's receiveq. */
+    struct net_ring_stats txq_st[NET_MAX_QUEUE_PAIRS]; /**< Pair k's transmitq counters. */
+    uint16_t tx_head;    /**< The waiting transmit chain, when @c pending. */
+    unsigned tx_ring;    /**< Its transmitq (ring index), when @c pending. */
+    uint64_t tx_more;    /**< Transmitqs (bit per pair) that had more than a budget's worth. */
+    uint64_t rx_touched; /**< Receiveqs (bit per pair) with entries published since the last
+                              notification. */
 
     /* Tap ports. */
     int tap_fd;       /**< The tap, or -1 once it failed. */
@@ -155,13 +184,14 @@ struct net_port {
     uint32_t tap_len; /**< Bytes in @c tap_buf while @c pending. */
 
     /* As a source: a unicast frame waiting for its destination. */
-    bool pending;         /**< A frame waits (tx_head or tap_buf). */
-    unsigned blocked_on;  /**< The destination it waits for. */
-    uint64_t pending_ns;  /**< When it first had to wait. */
-    uint32_t pending_len; /**< Its frame's length, counted as "in" if it is given up. */
-    /* As a destination. */
-    bool stalled;  /**< A frame for it timed out: no more waiting until it has room. */
-    bool rx_armed; /**< Its receive kicks are on because a source waits. */
+    bool pending;          /**< A frame waits (tx_head or tap_buf). */
+    unsigned blocked_on;   /**< The destination it waits for. */
+    unsigned blocked_ring; /**< ... and the destination's receiveq (ring index) it needs. */
+    uint64_t pending_ns;   /**< When it first had to wait. */
+    uint32_t pending_len;  /**< Its frame's length, counted as "in" if it is given up. */
+    /* As a destination, a bit per pair's receiveq. */
+    uint64_t rx_stalled; /**< A frame for it timed out: no more waiting until it has room. */
+    uint64_t rx_armed;   /**< Its receive kicks are on because a source waits. */
 
     unsigned pfd_first; /**< Where its entries are in the last net_switch_pollfds() array. */
     unsigned pfd_n;     /**< How many. */
@@ -172,6 +202,7 @@ struct net_switch_opts {
     enum net_mode mode;          /**< Switch or p2p. */
     unsigned poll_us;            /**< Polling window after work, microseconds; 0: never. */
     unsigned queue_size;         /**< Queue Size the per-ring arrays are first made for. */
+    unsigned queue_pairs;        /**< Queue pairs of every VM port's device; 0: one. */
     uint64_t pending_timeout_ns; /**< How long a unicast frame may wait; 0: the default. */
     uint64_t fdb_age_ns;         /**< MAC entry lifetime; 0: FDB_DEFAULT_AGE_NS. */
 };
@@ -186,6 +217,7 @@ struct net_switch {
     bool lin_valid;                        /**< @c lin holds the frame being forwarded. */
     uint8_t *out;                          /**< A checksummed copy or one segment. */
     bool need_service;                     /**< Waiting sources must be looked at. */
+    uint64_t flow_key;                     /**< Key of net_flow_hash(): random per run. */
     bool polling;                          /**< In a polling window. */
     bool poll_work;                        /**< The last dispatch did work. */
     uint64_t poll_last_ns;                 /**< When polling last found work. */

@@ -4,8 +4,9 @@
  * @brief The parts of the virtio-net device (virtio 1.2 §5.1) bulkhead-net uses: feature
  *        bits, the per-packet header and its flag and GSO values, the queue indices.
  *
- * Only what a device without a control queue, multi-queue or configuration space of its
- * own needs: bulkhead-vmm owns the MAC address and the link status.
+ * Only what a device without a control queue or configuration space of its own needs:
+ * the frontend (bulkhead-vmm, or QEMU) owns the MAC address, the link status and, with
+ * multi-queue, the control queue that sets how many queue pairs are in use.
  */
 #ifndef BULKHEAD_BACKENDS_NET_VIRTIO_NET_H
 #define BULKHEAD_BACKENDS_NET_VIRTIO_NET_H
@@ -31,10 +32,22 @@
 /** Receive packets may span several receive chains; num_buffers says how many. */
 #define VIRTIO_NET_F_MRG_RXBUF 15
 
-/** Queue index of the receive queue of the only queue pair (device-writable buffers). */
+/**
+ * Several queue pairs (max_virtqueue_pairs). Offered by a port with more than one pair
+ * only because a vhost-user frontend such as QEMU hides the feature from the guest
+ * unless the backend offers it; the backend itself needs nothing negotiated, since the
+ * control queue that chooses the active pairs is the frontend's.
+ */
+#define VIRTIO_NET_F_MQ 22
+
+/** Queue index of receiveq1, the first pair's receive queue (device-writable buffers). */
 #define VIRTIO_NET_RXQ 0u
-/** Queue index of the transmit queue of the only queue pair (device-readable buffers). */
+/** Queue index of transmitq1, the first pair's transmit queue (device-readable buffers). */
 #define VIRTIO_NET_TXQ 1u
+/** Queue index of the receive queue of pair @p k (from 0): receiveqs are the even ones. */
+#define VIRTIO_NET_RXQ_OF(k) (2u * (k))
+/** Queue index of the transmit queue of pair @p k (from 0): transmitqs are the odd ones. */
+#define VIRTIO_NET_TXQ_OF(k) (2u * (k) + 1u)
 
 /** Header flag: the checksum at csum_start + csum_offset must still be completed. */
 #define VIRTIO_NET_HDR_F_NEEDS_CSUM 1u

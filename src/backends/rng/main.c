@@ -76,8 +76,12 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     uint32_t max_request = RNG_DEFAULT_MAX_REQUEST;
-    const struct backend_cli_spec spec = {
-        .prog = PROG, .usage = usage, .options = options, .option = option, .ctx = &max_request};
+    const struct backend_cli_spec spec = {.prog = PROG,
+                                          .usage = usage,
+                                          .options = options,
+                                          .option = option,
+                                          .ctx = &max_request,
+                                          .profile = SANDBOX_PROFILE_RNG};
     struct backend_cli cli;
     int st = backend_cli_parse(argc, argv, &spec, &cli);
     if (st >= 0)

@@ -153,7 +153,8 @@ static int parse_options(int argc, char **argv, struct options *o, struct backen
                                           .options = longopts,
                                           .option = option,
                                           .check = check,
-                                          .ctx = o};
+                                          .ctx = o,
+                                          .profile = SANDBOX_PROFILE_VSOCK};
     int st = backend_cli_parse(argc, argv, &spec, cli);
     if (st >= 0)
         return st;
@@ -256,6 +257,8 @@ int main(int argc, char **argv)
         free(vd);
         vd = NULL;
         st = BACKEND_EXIT_FAILURE;
+    } else if ((st = backend_sandbox(&cli)) >= 0) {
+        /* the filter could not be loaded (logged) */
     } else {
         log_info("guest CID %llu, host sockets %s[_PORT], frontend on %s",
                  (unsigned long long)o.guest_cid, o.uds_path,

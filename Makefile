@@ -26,7 +26,7 @@ VMM_LDFLAGS ?= -static-pie -pthread
 # built as $(BUILD)/bulkhead-NAME.
 BACKENDS  := $(sort $(notdir $(patsubst %/main.c,%,$(wildcard src/backends/*/main.c))))
 BACKEND_BINS := $(BACKENDS:%=$(BUILD)/bulkhead-%)
-PROG_SRCS := src/vmm/main.c $(BACKENDS:%=src/backends/%/main.c)
+PROG_SRCS := src/vmm/main.c src/supervisor/main.c $(BACKENDS:%=src/backends/%/main.c)
 # Fault injection exists only in the test build bulkhead-blk-faulty (below).
 FAULT_SRCS := src/vhost/faults.c
 LIB_SRCS  := $(filter-out $(PROG_SRCS) $(FAULT_SRCS),$(shell find src -name '*.c' | sort))
@@ -35,14 +35,16 @@ VMM_OBJS  := $(BUILD)/obj/src/vmm/main.o
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all vmm blk backends faulty unit test check format tidy doxygen guest testhost deps clean \
-        bench demo bench-boot bench-io
+.PHONY: all vmm supervisor blk backends faulty unit test check format tidy doxygen guest testhost deps clean \
+        bench demo bench-boot bench-io bench-net
 
-all: vmm backends
+all: vmm backends supervisor
 
 backends: $(BACKEND_BINS)
 
 vmm: $(BUILD)/bulkhead-vmm
+
+supervisor: $(BUILD)/bulkhead
 
 blk: $(BUILD)/bulkhead-blk
 
@@ -59,6 +61,18 @@ SECCOMP_LDLIBS := -lseccomp
 
 $(BUILD)/bulkhead-vmm: $(VMM_OBJS) $(BUILD)/libbulkhead.a
 	$(CC) $(ALL_CFLAGS) -o $@ $(VMM_OBJS) $(BUILD)/libbulkhead.a $(SECCOMP_LDLIBS) $(VMM_LDFLAGS)
+
+# libyaml: the system description's parser (src/supervisor/desc.c). Debian's libyaml-dev
+# ships libyaml.a, so bulkhead is linked static-pie like the other programs.
+YAML_LDLIBS := -lyaml
+# json-c: the supervisor's control protocol (src/supervisor/api.c, ctl.c); libjson-c-dev
+# ships libjson-c.a.
+JSON_LDLIBS := -ljson-c
+
+# bulkhead: the supervisor's command (bulkhead check, up, ctl, down).
+$(BUILD)/bulkhead: $(BUILD)/obj/src/supervisor/main.o $(BUILD)/libbulkhead.a
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libbulkhead.a $(YAML_LDLIBS) $(JSON_LDLIBS) \
+	    $(SECCOMP_LDLIBS) $(VMM_LDFLAGS)
 
 # liburing (io_uring): the block backend's request engine (src/backends/blk/) needs it.
 # Linking it costs nothing elsewhere: a program that does not call the engine does not pull
@@ -93,7 +107,8 @@ $(BUILD)/bulkhead-blk-faulty: $(BUILD)/obj-faulty/src/backends/blk/main.o $(BUIL
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libbulkhead.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(DEPFLAGS) -Itests/unit $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $< \
-	    $(BUILD)/libbulkhead.a -lcmocka $(URING_LDLIBS) $(SECCOMP_LDLIBS) -pthread
+	    $(BUILD)/libbulkhead.a -lcmocka $(URING_LDLIBS) $(SECCOMP_LDLIBS) $(YAML_LDLIBS) \
+	    $(JSON_LDLIBS) -pthread
 
 unit: $(UNIT_BINS)
 
@@ -120,7 +135,8 @@ demo:
 	$(MAKE) vmm
 	tools/demo
 
-# Both benchmarks, each in a test host of its own; results in docs/performance.md.
+# Every benchmark, each in test hosts of its own; results in docs/performance.md. bench/io
+# runs bench/net (network and vsock) after its block part, so bench-io covers bench-net.
 bench: bench-boot bench-io
 
 bench-boot:
@@ -130,8 +146,13 @@ bench-boot:
 
 bench-io:
 	tools/deps bench
-	$(MAKE) vmm blk
+	$(MAKE) vmm backends
 	bench/io
+
+bench-net:
+	tools/deps bench
+	$(MAKE) vmm backends
+	bench/net
 
 CHECK_SRCS = $(shell find src tests/unit -name '*.[ch]' | sort)
 
@@ -152,7 +173,7 @@ check:
 	doxygen docs/Doxyfile
 
 clean:
-	rm -rf $(BUILD)/obj $(BUILD)/obj-faulty $(BUILD)/tests $(BUILD)/bulkhead-vmm \
+	rm -rf $(BUILD)/obj $(BUILD)/obj-faulty $(BUILD)/tests $(BUILD)/bulkhead-vmm $(BUILD)/bulkhead \
 	    $(BACKEND_BINS) $(BUILD)/bulkhead-blk-faulty $(BUILD)/libbulkhead.a \
 	    $(BUILD)/libbulkhead-faulty.a
 

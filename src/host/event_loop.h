@@ -27,8 +27,10 @@ enum event_bits {
 typedef void (*event_cb)(void *opaque, uint32_t events);
 
 /** Most descriptors one loop watches: a 16-queue isolated disk's device thread watches
- * four per queue (kick, backend call, error, interrupt while masked) and four more. */
-#define EVENT_LOOP_MAX 128
+ * four per queue (kick, backend call, error, interrupt while masked) and four more; the
+ * supervisor watches a pidfd and a console per component of a system (up to 192), and its
+ * control clients. */
+#define EVENT_LOOP_MAX 512
 
 /** One watched descriptor. */
 struct event_source {

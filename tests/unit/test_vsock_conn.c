@@ -730,6 +730,98 @@ static void test_shutdown_guest_first(void **state)
     table_down();
 }
 
+/* Pull every packet the host side has for the guest (RW bytes into @p got, appended at
+ * @p *n), polling as the program's loop would, until one that is not RW comes. */
+static struct vsock_hdr drain_rw(uint8_t *got, size_t cap, size_t *n)
+{
+    struct vsock_hdr h = {0};
+    for (int i = 0; i < 200; i++) {
+        if (!vsock_conns_want_rx(&t)) {
+            host_round(10);
+            continue;
+        }
+        uint8_t *data;
+        if (grecv(&h, &data) != 1)
+            continue;
+        if (h.op != VSOCK_OP_RW)
+            return h;
+        assert_true(*n + h.len <= cap);
+        memcpy(got + *n, data, h.len);
+        *n += h.len;
+    }
+    return (struct vsock_hdr){0};
+}
+
+/*
+ * The host program writes and closes at once: the hang-up is seen while its bytes still
+ * wait in the socket, and the last read of them is short (less than the rx buffer
+ * holds). A hung-up socket is never polled again, so the EOF must still be read: the
+ * guest gets every byte, then SHUTDOWN.
+ */
+static void test_host_hangs_up_with_bytes_queued(void **state)
+{
+    (void)state;
+    table_up(65536, 8, false);
+    int lfd = listen_port(24);
+    int fd = open_from_guest(lfd, GPORT, 24);
+    static uint8_t buf[6000], got[6000];
+    for (size_t i = 0; i < sizeof(buf); i++)
+        buf[i] = (uint8_t)(i * 7);
+    assert_int_equal(write(fd, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+    close(fd); /* everything read that we sent: a plain hang-up */
+    host_round(100);
+    struct vsock_conn *c = find(24, GPORT);
+    assert_non_null(c);
+    assert_true(c->host_hup);
+    size_t n = 0;
+    struct vsock_hdr h = drain_rw(got, sizeof(got), &n);
+    assert_int_equal(n, sizeof(buf));
+    assert_memory_equal(got, buf, sizeof(buf));
+    assert_int_equal(h.op, VSOCK_OP_SHUTDOWN);
+    assert_int_equal(h.flags, VSOCK_SHUTDOWN_SEND);
+    /* The guest reads its EOF and closes: RST, and the connection is gone. */
+    struct vsock_hdr s = ghdr(VSOCK_OP_SHUTDOWN, GPORT, 24);
+    s.flags = VSOCK_SHUTDOWN_BOTH;
+    gsend_hdr(&s, NULL, 0);
+    expect(VSOCK_OP_RST, 24, GPORT);
+    expect_nothing();
+    assert_int_equal(t.used, 0);
+    close(lfd);
+    table_down();
+}
+
+/*
+ * A host client writes its CONNECT line and its bytes and closes without reading "OK":
+ * its socket reports ECONNRESET, yet what it wrote is still queued and reaches the
+ * guest, followed by the end (RST: it reads nothing more either).
+ */
+static void test_host_client_closes_without_reading_ok(void **state)
+{
+    (void)state;
+    table_up(65536, 8, true);
+    int cl = connect_path(base);
+    assert_int_equal(write(cl, "CONNECT 53\n", 11), 11);
+    for (int i = 0; i < 100 && !vsock_conns_want_rx(&t); i++)
+        host_round(10);
+    expect(VSOCK_OP_REQUEST, VSOCK_FIRST_LOCAL_PORT, 53);
+    gsend(VSOCK_OP_RESPONSE, 53, VSOCK_FIRST_LOCAL_PORT, NULL, 0);
+    static uint8_t buf[6000], got[6000];
+    for (size_t i = 0; i < sizeof(buf); i++)
+        buf[i] = (uint8_t)(i * 13);
+    assert_int_equal(write(cl, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+    close(cl); /* "OK 1024\n" unread */
+    size_t n = 0;
+    struct vsock_hdr h = drain_rw(got, sizeof(got), &n);
+    assert_int_equal(n, sizeof(buf));
+    assert_memory_equal(got, buf, sizeof(buf));
+    assert_int_equal(h.op, VSOCK_OP_RST);
+    assert_int_equal(h.src_port, VSOCK_FIRST_LOCAL_PORT);
+    assert_int_equal(h.dst_port, 53);
+    expect_nothing();
+    assert_int_equal(t.used, 0);
+    table_down();
+}
+
 /* The guest closes with bytes the host has not taken: they get the linger time. */
 static void test_linger(void **state)
 {
@@ -912,6 +1004,8 @@ int main(void)
         T(test_request_timeout),
         T(test_shutdown_host_first),
         T(test_shutdown_guest_first),
+        T(test_host_hangs_up_with_bytes_queued),
+        T(test_host_client_closes_without_reading_ok),
         T(test_linger),
         T(test_round_robin),
         T(test_limits_and_reuse),

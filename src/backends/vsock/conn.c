@@ -730,8 +730,10 @@ static int emit(struct vsock_conns *t, struct vsock_conn *c, const struct vq_iov
             h.len = (uint32_t)r;
             c->tx_cnt += (uint32_t)r;
             t->stats.bytes_to_guest += (uint64_t)r;
-            if ((uint32_t)r < asked)
-                c->readable = false; /* the socket is empty now: poll it again */
+            /* Short: the socket is empty now, poll it again. One that hung up is never
+             * polled again, so it stays readable: the next read returns its EOF. */
+            if ((uint32_t)r < asked && !c->host_hup)
+                c->readable = false;
         } else if (r == 0) {
             c->host_eof = true;
             c->readable = false;
@@ -973,6 +975,16 @@ static void connect_done(struct vsock_conns *t, struct vsock_conn *c)
 
 static void established_event(struct vsock_conns *t, struct vsock_conn *c, short re)
 {
+    /* A peer that closed with bytes of ours unread (a client that never read its "OK"
+     * line) leaves ECONNRESET, yet what it wrote before is still queued for us: reading
+     * returns those bytes first and the error after them, which then ends the
+     * connection. Guest bytes waiting for it can never be delivered: reset now. */
+    if ((re & POLLERR) && wants_read(c) && c->out.len == 0) {
+        c->readable = true;
+        if (re & POLLHUP)
+            c->host_hup = true;
+        return;
+    }
     if (re & POLLERR) {
         int err = 0;
         socklen_t l = sizeof(err);

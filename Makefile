@@ -130,9 +130,11 @@ testhost:
 deps:
 	tools/deps all
 
+# The three-VM system of examples/demo.yaml (tools/demo): it needs bulkhead, bulkhead-vmm
+# and the backends.
 demo:
 	tools/deps demo
-	$(MAKE) vmm
+	$(MAKE) all
 	tools/demo
 
 # Every benchmark, each in test hosts of its own; results in docs/performance.md. bench/io

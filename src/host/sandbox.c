@@ -13,6 +13,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <linux/capability.h>
+#include <linux/magic.h>
 #include <linux/sched.h>
 #include <linux/securebits.h>
 #include <poll.h>
@@ -25,6 +26,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -51,6 +53,8 @@ struct prep {
     char gid_map[64];                /**< "G G 1\n" */
     char proc_path[256];             /**< SCRATCH/proc */
     const char *scratch;             /**< Where the new root's tmpfs is mounted first. */
+    int procs_fd;                    /**< The cgroup's cgroup.procs, for writing, or -1. */
+    bool join_cgroup;                /**< The child was made outside its cgroup: join it. */
 };
 
 const char *sandbox_step_name(enum sandbox_step step)
@@ -66,6 +70,10 @@ const char *sandbox_step_name(enum sandbox_step step)
         return "creating the error pipe";
     case SANDBOX_STEP_CLONE:
         return "creating the process (clone3)";
+    case SANDBOX_STEP_CGROUP:
+        return "placing the process in its cgroup";
+    case SANDBOX_STEP_AFFINITY:
+        return "setting the host CPUs it may run on";
     case SANDBOX_STEP_USERNS:
         return "writing the user namespace's id maps";
     case SANDBOX_STEP_BIND:
@@ -339,6 +347,14 @@ static _Noreturn void child_main(struct prep *p)
         fail(p, SANDBOX_STEP_FDS, errno);
     p->exec_fd = x;
 
+    /* "0" is the writer itself. First thing: with its capabilities dropped the child
+     * might no longer be allowed to move itself, and nothing of the program may run
+     * outside its budget. */
+    if (p->join_cgroup && write(p->procs_fd, "0", 1) != 1)
+        fail(p, SANDBOX_STEP_CGROUP, errno);
+    if (s->cpus != NULL && sched_setaffinity(0, s->cpus_size, s->cpus) != 0)
+        fail(p, SANDBOX_STEP_AFFINITY, errno);
+
     /* A parent that died before this prctl() is seen as a reader-less pipe. */
     if (prctl(PR_SET_PDEATHSIG, s->pdeathsig != 0 ? s->pdeathsig : SIGKILL, 0, 0, 0) != 0)
         fail(p, SANDBOX_STEP_PRCTL, errno);
@@ -401,6 +417,8 @@ static int check_spec(const struct sandbox_spec *s)
         return -EINVAL;
     if (s->mount_proc && (!s->new_root || !(s->namespaces & SANDBOX_NS_PID)))
         return -EINVAL;
+    if ((s->cpus != NULL && s->cpus_size == 0) || (s->in_cgroup && s->cgroup_fd < 0))
+        return -EINVAL;
     for (unsigned i = 0; i < s->nr_fds; i++) {
         if (s->fds[i].fd < 0 || s->fds[i].target < 0)
             return -EBADF;
@@ -432,21 +450,58 @@ static unsigned long clone_flags(unsigned ns)
     return f;
 }
 
-/* fork()-like clone3 (no new stack): returns in both processes, 0 in the child. */
-static pid_t clone_child(unsigned long flags, int *pidfd)
+/* fork()-like clone3 (no new stack): returns in both processes, 0 in the child. Born in
+ * the cgroup when one is asked for; else (file comment) p->join_cgroup tells the child
+ * to move itself there. */
+static pid_t clone_child(struct prep *p, unsigned long flags, int *pidfd)
 {
+    const struct sandbox_spec *s = p->spec;
     struct clone_args args = {
         .flags = flags | CLONE_PIDFD, .pidfd = (uint64_t)(uintptr_t)pidfd, .exit_signal = SIGCHLD};
-    long r = syscall(SYS_clone3, &args, sizeof(args));
+    long r;
+    if (s->in_cgroup) {
+        struct clone_args into = args;
+        into.flags |= CLONE_INTO_CGROUP;
+        into.cgroup = (uint64_t)s->cgroup_fd;
+        r = syscall(SYS_clone3, &into, sizeof(into));
+        if (r >= 0)
+            return (pid_t)r;
+        /* Set before the next clone, so the child has it in its copy. */
+        p->join_cgroup = true;
+        if (errno != ENOSYS)
+            r = syscall(SYS_clone3, &args, sizeof(args));
+    } else {
+        r = syscall(SYS_clone3, &args, sizeof(args));
+    }
     if (r < 0 && errno == ENOSYS) /* before Linux 5.3, or a filter that refuses it */
         r = syscall(SYS_clone, flags | CLONE_PIDFD | SIGCHLD, 0, pidfd, NULL, 0);
     return (pid_t)r;
+}
+
+/* The cgroup must be a directory of a cgroup v2 file system: a wrong descriptor is told
+ * apart here rather than as a failed clone3(). cgroup.procs is opened now, for a child
+ * that has to join by itself: a cgroup we may not write to fails before any process
+ * exists, and since Linux 5.16 the kernel checks the opener's credentials at the write,
+ * which are the caller's whatever the child has become. */
+static int open_cgroup(const struct sandbox_spec *s, struct prep *p)
+{
+    struct statfs sfs;
+    struct stat st;
+    if (fstatfs(s->cgroup_fd, &sfs) != 0 || fstat(s->cgroup_fd, &st) != 0)
+        return -errno;
+    if (sfs.f_type != CGROUP2_SUPER_MAGIC)
+        return -EBADF;
+    if (!S_ISDIR(st.st_mode))
+        return -ENOTDIR;
+    p->procs_fd = openat(s->cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+    return p->procs_fd >= 0 ? 0 : -errno;
 }
 
 static int prepare(const struct sandbox_spec *s, struct prep *p)
 {
     memset(p, 0, sizeof(*p));
     p->spec = s;
+    p->procs_fd = -1;
     p->scratch = s->scratch != NULL ? s->scratch : "/tmp";
     /* CAP_SYS_ADMIN in our user namespace: namespaces can be made without a new one. */
     p->userns = s->namespaces != 0 && !has_cap(CAP_SYS_ADMIN);
@@ -484,28 +539,39 @@ int sandbox_launch(const struct sandbox_spec *spec, struct sandbox_child *child)
         child->err = -r;
         return r;
     }
+    if (spec->in_cgroup && (r = open_cgroup(spec, &p)) != 0) {
+        child->step = SANDBOX_STEP_CGROUP;
+        child->err = -r;
+        return r;
+    }
     p.exec_fd = open(spec->program, O_PATH | O_CLOEXEC);
     if (p.exec_fd < 0) {
         child->step = SANDBOX_STEP_OPEN;
         child->err = errno;
-        return -errno;
+        if (p.procs_fd >= 0)
+            close(p.procs_fd);
+        return -child->err;
     }
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) != 0) {
         child->step = SANDBOX_STEP_PIPE;
         child->err = errno;
         close(p.exec_fd);
+        if (p.procs_fd >= 0)
+            close(p.procs_fd);
         return -child->err;
     }
     p.err_fd = pipefd[1];
     unsigned long flags = clone_flags(spec->namespaces) | (p.userns ? CLONE_NEWUSER : 0);
     int pidfd = -1;
-    pid_t pid = clone_child(flags, &pidfd);
+    pid_t pid = clone_child(&p, flags, &pidfd);
     if (pid == 0)
         child_main(&p);
     int clone_err = errno;
     close(pipefd[1]);
     close(p.exec_fd);
+    if (p.procs_fd >= 0)
+        close(p.procs_fd);
     if (pid < 0) {
         close(pipefd[0]);
         child->step = SANDBOX_STEP_CLONE;

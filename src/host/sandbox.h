@@ -4,21 +4,26 @@
  * @brief The one launcher that starts a bulkhead component (the VMM, a backend, or an
  *        external backend such as qemu-storage-daemon) in its sandbox.
  *
- * sandbox_launch() creates the child with clone3() in the namespaces asked for, and
- * the child, before it executes the program:
- *  1. when it is not privileged (no CAP_SYS_ADMIN), is in a new user namespace that
+ * sandbox_launch() creates the child with clone3() in the namespaces asked for (and, when
+ * asked, directly in a cgroup: CLONE_INTO_CGROUP), and the child, before it executes the
+ * program:
+ *  1. when a cgroup was asked for and the kernel could not create the child in it (clone3
+ *     without CLONE_INTO_CGROUP, before Linux 5.7, or no clone3 at all), moves itself
+ *     there; then pins itself to the host CPUs asked for, so that every thread the program
+ *     ever makes inherits both and none runs a single instruction elsewhere;
+ *  2. when it is not privileged (no CAP_SYS_ADMIN), is in a new user namespace that
  *     maps its own uid and gid only, so that the other namespaces can be made;
- *  2. when a root is given, pivots into an empty tmpfs holding only the bind mounts
+ *  3. when a root is given, pivots into an empty tmpfs holding only the bind mounts
  *     asked for (read-only unless said otherwise, never set-uid, devices only where
  *     asked), with a fresh /proc that shows only its own PID namespace when asked;
  *     the tmpfs itself is then made read-only;
- *  3. sets the resource limits (RLIMIT_CORE is always 0);
- *  4. switches to the uid/gid asked for, drops every capability from the bounding,
+ *  4. sets the resource limits (RLIMIT_CORE is always 0);
+ *  5. switches to the uid/gid asked for, drops every capability from the bounding,
  *     ambient, inheritable, permitted and effective sets (but those kept on purpose),
  *     and locks the securebits so that uid 0 gains nothing at exec;
- *  5. sets no_new_privs and the parent-death signal, starts a new session, resets
+ *  6. sets no_new_privs and the parent-death signal, starts a new session, resets
  *     signal dispositions and the signal mask;
- *  6. keeps exactly the listed descriptors at their target numbers (everything else is
+ *  7. keeps exactly the listed descriptors at their target numbers (everything else is
  *     closed at exec) and executes the program from a descriptor opened beforehand.
  *
  * A failure in any step is sent to the parent through a close-on-exec pipe as (step,
@@ -26,6 +31,13 @@
  * sandbox_step_name() names the step for the caller's one error line. The seccomp
  * allowlist is not the launcher's: the program applies its own once set up
  * (host/seccomp.h, `--sandbox`).
+ *
+ * **Cgroup.** When clone3() refuses CLONE_INTO_CGROUP for whatever reason (an older
+ * kernel: E2BIG or EINVAL; a cgroup that takes no processes: EBUSY, EOPNOTSUPP), the
+ * child is made without it and writes itself into the cgroup's cgroup.procs, through a
+ * descriptor the parent opened, before anything else: an older kernel still gets the
+ * program born in its cgroup as far as the program can tell, and a real refusal is
+ * reported as SANDBOX_STEP_CGROUP with the kernel's errno, not as a failed clone.
  *
  * **PID namespace.** With SANDBOX_NS_PID the program itself is PID 1 of the new
  * namespace: there is no separate init. Our programs start no processes (their seccomp
@@ -40,6 +52,7 @@
 #ifndef BULKHEAD_HOST_SANDBOX_H
 #define BULKHEAD_HOST_SANDBOX_H
 
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -115,6 +128,17 @@ struct sandbox_spec {
     uint64_t keep_caps;
     /** Signal the program gets when the launching thread dies; 0: SIGKILL. */
     int pdeathsig;
+
+    /** Host CPUs the program and all its threads may run on; NULL: the caller's. A set
+     * with no usable CPU in it fails the launch (SANDBOX_STEP_AFFINITY). */
+    const cpu_set_t *cpus;
+    size_t cpus_size; /**< Bytes at @c cpus (CPU_ALLOC_SIZE() of its CPU count). */
+    /** Start the program in the cgroup v2 directory @c cgroup_fd (its budget and its CPU
+     * accounting then cover it from its first instruction). */
+    bool in_cgroup;
+    /** With @c in_cgroup: the directory, opened O_PATH or O_RDONLY by the caller. The
+     * cgroup must be one a process may join: no controllers enabled for children. */
+    int cgroup_fd;
 };
 
 /** The step of the child's set-up that failed. */
@@ -124,6 +148,8 @@ enum sandbox_step {
     SANDBOX_STEP_OPEN,     /**< Opening the program (caller side). */
     SANDBOX_STEP_PIPE,     /**< Creating the error pipe (caller side). */
     SANDBOX_STEP_CLONE,    /**< clone3() (caller side). */
+    SANDBOX_STEP_CGROUP,   /**< Checking the cgroup, or joining it from the child. */
+    SANDBOX_STEP_AFFINITY, /**< sched_setaffinity(). */
     SANDBOX_STEP_USERNS,   /**< Writing the user namespace's uid/gid maps. */
     SANDBOX_STEP_BIND,     /**< Taking a bind source (open_tree, mount_setattr). */
     SANDBOX_STEP_TMPFS,    /**< Making the tmpfs of the new root. */

@@ -152,6 +152,44 @@ static json_object *vm_counters(const struct sv_comp *c)
     return arr;
 }
 
+/* host-cpus as the description writes it: "0-1,4". */
+static void format_cpus(const uint64_t *set, char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (unsigned cpu = 0; cpu < DESC_MAX_HOST_CPUS && used < len; cpu++) {
+        if (!(set[cpu / 64] & (1ull << (cpu % 64))))
+            continue;
+        unsigned last = cpu;
+        while (last + 1 < DESC_MAX_HOST_CPUS &&
+               (set[(last + 1) / 64] & (1ull << ((last + 1) % 64))))
+            last++;
+        int n = last == cpu
+                    ? snprintf(buf + used, len - used, "%s%u", used ? "," : "", cpu)
+                    : snprintf(buf + used, len - used, "%s%u-%u", used ? "," : "", cpu, last);
+        used += n > 0 ? (size_t)n : 0;
+        cpu = last;
+    }
+}
+
+/* The VM's CPU placement and budget, as asked for, and whether the budget holds. */
+static void add_cpu_limits(json_object *o, const struct supervisor *s, const struct sv_comp *c)
+{
+    if (c->pc.host_cpus_given) {
+        char cpus[256];
+        format_cpus(c->pc.host_cpus, cpus, sizeof(cpus));
+        json_object_object_add(o, "host_cpus", json_object_new_string(cpus));
+    }
+    bool asks = c->pc.cpu_max_milli != 0 || c->pc.cpu_weight != CG_DEFAULT_WEIGHT;
+    if (c->pc.cpu_max_milli != 0)
+        json_object_object_add(o, "cpu_max",
+                               json_object_new_double((double)c->pc.cpu_max_milli / 1000.0));
+    if (c->pc.cpu_weight != CG_DEFAULT_WEIGHT)
+        json_object_object_add(o, "cpu_weight", json_object_new_int((int)c->pc.cpu_weight));
+    if (asks && s->cg.tried && !s->cg.cpu)
+        json_object_object_add(o, "cpu_limits_not_applied", json_object_new_string(s->cg.why));
+}
+
 static json_object *comp_obj(struct supervisor *s, const struct sv_comp *c, bool detail)
 {
     json_object *o = json_object_new_object();
@@ -164,6 +202,7 @@ static json_object *comp_obj(struct supervisor *s, const struct sv_comp *c, bool
     json_object_object_add(o, "uptime_s", json_object_new_double(up));
     json_object_object_add(o, "restarts", json_object_new_int64((int64_t)c->restarts));
     json_object_object_add(o, "cpu_s", json_object_new_double((double)sv_cpu_ns(c) / 1e9));
+    add_cpu_limits(o, s, c);
     json_object_object_add(o, "last_exit", json_object_new_string(c->last_exit));
     if (detail && c->pc.is_vm && c->pid > 0)
         json_object_object_add(o, "counters", vm_counters(c));
@@ -248,8 +287,11 @@ static json_object *apply(struct api *a, const char *file)
         sv_mux_add(s, c);
         json_object_array_add(old != NULL ? changed : added, json_object_new_string(c->pc.name));
     }
-    /* Every component's dependencies now name the components of the new plan. */
+    /* Every component's dependencies now name the components of the new plan; the
+     * serial links are the new plan's. */
     sv_resolve_deps(s, &p, 0, p.nr_comps);
+    if (sv_set_links(s, &p) != 0)
+        log_error("apply: out of memory for the serial links");
     plan_free(&p);
     json_object *o = ok_obj();
     json_object_object_add(o, "added", added);

@@ -96,6 +96,28 @@ static const char *str(json_object *o, const char *key)
     return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "";
 }
 
+/* A VM's host CPUs and CPU budget, when it has any, on a line under it. */
+static void print_cpu_limits(json_object *c)
+{
+    json_object *v;
+    char line[768] = "";
+    size_t used = 0;
+    if (json_object_object_get_ex(c, "host_cpus", &v))
+        used += (size_t)snprintf(line + used, sizeof(line) - used, " host-cpus %s",
+                                 json_object_get_string(v));
+    if (json_object_object_get_ex(c, "cpu_max", &v) && used < sizeof(line))
+        used += (size_t)snprintf(line + used, sizeof(line) - used, " cpu-max %.3g CPU",
+                                 json_object_get_double(v));
+    if (json_object_object_get_ex(c, "cpu_weight", &v) && used < sizeof(line))
+        used += (size_t)snprintf(line + used, sizeof(line) - used, " cpu-weight %d",
+                                 json_object_get_int(v));
+    if (json_object_object_get_ex(c, "cpu_limits_not_applied", &v) && used < sizeof(line))
+        used += (size_t)snprintf(line + used, sizeof(line) - used, " (NOT applied: %s)",
+                                 json_object_get_string(v));
+    if (used > 0)
+        printf("    cpu:%s\n", line);
+}
+
 static void print_components(json_object *rep, bool detail)
 {
     json_object *arr;
@@ -123,6 +145,7 @@ static void print_components(json_object *rep, bool detail)
         long long rs = json_object_object_get_ex(c, "restarts", &v) ? json_object_get_int64(v) : 0;
         printf("%-16s %-8s %-9s %-9s %7s %8.1fs %8lld %7.2fs  %s\n", str(c, "name"), str(c, "kind"),
                str(c, "type"), str(c, "state"), pids, up, rs, cpu, str(c, "last_exit"));
+        print_cpu_limits(c);
         json_object *counters;
         if (json_object_object_get_ex(c, "counters", &counters))
             for (size_t k = 0; k < json_object_array_length(counters); k++)

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,6 +15,8 @@
 #include <unistd.h>
 
 bool launch_sandbox = true;
+
+_Static_assert(DESC_MAX_HOST_CPUS <= CPU_SETSIZE, "host-cpus must fit a cpu_set_t");
 
 /* Descriptors a component may hold: vhost-user connections, eventfds per queue, the
  * guest-RAM memfd, io_uring; a VMM with 16 devices of 17 queues stays well below. */
@@ -44,7 +47,8 @@ static int make_image(const struct plan_comp *pc, struct launch_result *res)
     return 0;
 }
 
-int launch_component(const struct plan_comp *pc, int log_fd, struct launch_result *res)
+int launch_component(const struct plan_comp *pc, int log_fd, int cgroup_fd,
+                     struct launch_result *res)
 {
     memset(res, 0, sizeof(*res));
     res->pidfd = -1;
@@ -83,7 +87,13 @@ int launch_component(const struct plan_comp *pc, int log_fd, struct launch_resul
         argv[n++] = (char *)"--sandbox";
     argv[n] = NULL;
 
-    static char *const envp[] = {(char *)"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+    /* BULKHEAD_BIN_DIR: where a VMM finds the device programs it starts itself (its
+     * /proc/self/exe may not name a path that exists in its new root). */
+    char bin_env[PLAN_PATH_MAX + 32];
+    const char *slash = strrchr(pc->argv[0], '/');
+    snprintf(bin_env, sizeof(bin_env), "BULKHEAD_BIN_DIR=%.*s",
+             slash != NULL ? (int)(slash - pc->argv[0]) : 0, pc->argv[0]);
+    char *const envp[] = {(char *)"PATH=/usr/sbin:/usr/bin:/sbin:/bin", bin_env, NULL};
     struct sandbox_spec spec = {
         .program = pc->argv[0],
         .argv = argv,
@@ -96,7 +106,19 @@ int launch_component(const struct plan_comp *pc, int log_fd, struct launch_resul
         .gid = -1,
         .pdeathsig = SIGKILL,
         .scratch = LAUNCH_SCRATCH,
+        .in_cgroup = cgroup_fd >= 0,
+        .cgroup_fd = cgroup_fd,
     };
+    /* DESC_MAX_HOST_CPUS fits a cpu_set_t (static assertion below). */
+    cpu_set_t cpus;
+    if (pc->host_cpus_given) {
+        CPU_ZERO(&cpus);
+        for (unsigned cpu = 0; cpu < DESC_MAX_HOST_CPUS; cpu++)
+            if (pc->host_cpus[cpu / 64] & (1ull << (cpu % 64)))
+                CPU_SET(cpu, &cpus);
+        spec.cpus = &cpus;
+        spec.cpus_size = sizeof(cpus);
+    }
     if (!launch_sandbox) {
         spec.keep_caps = ~0ull;
     } else if (pc->external) {

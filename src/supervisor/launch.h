@@ -17,6 +17,10 @@
  * launcher with IPC and UTS namespaces, rlimits, the parent-death signal and only their
  * log as descriptors, but their own file system view and privileges: they bring their own
  * sandboxes and need their libraries and shared directories.
+ *
+ * Every kind is started in its cgroup when the supervisor has one for it (cgroup.h), and a
+ * VM with host-cpus pinned to those CPUs: both before the program's first instruction, so
+ * every thread and device program it makes inherits them, sandboxed or not.
  */
 #ifndef BULKHEAD_SUPERVISOR_LAUNCH_H
 #define BULKHEAD_SUPERVISOR_LAUNCH_H
@@ -41,9 +45,11 @@ extern bool launch_sandbox;
  * Start a component with its sandbox; stdin is /dev/null, stdout and stderr @p log_fd.
  * @param pc what to start.
  * @param log_fd its log.
+ * @param cgroup_fd the cgroup v2 directory to start it in (cgroup.h), or -1.
  * @param res receives the pid and pidfd, or the reason.
  * @return 0, or a negative errno.
  */
-int launch_component(const struct plan_comp *pc, int log_fd, struct launch_result *res);
+int launch_component(const struct plan_comp *pc, int log_fd, int cgroup_fd,
+                     struct launch_result *res);
 
 #endif

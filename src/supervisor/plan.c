@@ -6,12 +6,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* bulkhead-net queue pairs per port: as many as the busiest VM on it has vCPUs (each VM's
  * VMM asks for one pair per vCPU and takes what the port offers), at most this many. */
 #define PLAN_MAX_NET_PAIRS 8
 /* Seconds a backend gets between SIGTERM and SIGKILL. */
 #define PLAN_BACKEND_STOP_TIMEOUT 5
+/* A backend's cgroup cpu.weight: the kernel's default, the same as a VM without
+ * cpu-weight. */
+#define PLAN_DEFAULT_CPU_WEIGHT 100
 /* A VM's grace beyond its own shutdown timeout: bulkhead-vmm stops itself hard at its
  * --shutdown-timeout, the supervisor kills it only if even that did not happen. */
 #define PLAN_VM_STOP_GRACE 5
@@ -121,6 +125,51 @@ static void own_binds(struct builder *b, struct plan_comp *c)
     bind(b, c, c->own_dir, false, true, false);
 }
 
+/* A path of the description (relative ones are relative to the caller's directory, as
+ * desc.c joined them), made absolute and clean by its text alone: "." and empty components
+ * go, "x/.." takes x with it. Components run elsewhere, and the sandbox's mount points
+ * must be clean absolute paths. Returns a string in @p buf, or NULL for NULL. */
+static const char *abs_path(struct builder *b, const char *path, char *buf, size_t len)
+{
+    if (path == NULL)
+        return NULL;
+    char raw[PLAN_PATH_MAX * 4];
+    char cwd[PLAN_PATH_MAX * 2] = "";
+    if (path[0] != '/' && getcwd(cwd, sizeof(cwd)) == NULL)
+        snprintf(cwd, sizeof(cwd), "/");
+    int n = snprintf(raw, sizeof(raw), "%s/%s", cwd, path);
+    if (n < 0 || (size_t)n >= sizeof(raw)) {
+        bfail(b, -ENAMETOOLONG, "the path %s is too long", path);
+        return NULL;
+    }
+    size_t o = 0;
+    const char *in = raw;
+    while (*in != '\0') {
+        while (*in == '/')
+            in++;
+        size_t k = strcspn(in, "/");
+        if (k == 0 || (k == 1 && in[0] == '.')) {
+            /* nothing */
+        } else if (k == 2 && in[0] == '.' && in[1] == '.') {
+            while (o > 0 && buf[--o] != '/')
+                ;
+        } else {
+            if (o + 1 + k >= len) {
+                bfail(b, -ENAMETOOLONG, "the path %s is too long", path);
+                return NULL;
+            }
+            buf[o++] = '/';
+            memcpy(buf + o, in, k);
+            o += k;
+        }
+        in += k;
+    }
+    if (o == 0)
+        buf[o++] = '/';
+    buf[o] = '\0';
+    return buf;
+}
+
 static const char *mode_name(enum desc_mem_mode m)
 {
     return m == DESC_MEM_SHARED ? "shared" : "isolated";
@@ -159,26 +208,32 @@ static void plan_backend(struct builder *b, unsigned bi, struct plan_comp *c)
     c->index = bi;
     c->restart = be->restart;
     c->stop_timeout = PLAN_BACKEND_STOP_TIMEOUT;
+    c->cpu_weight = PLAN_DEFAULT_CPU_WEIGHT;
     if (be->type != DESC_BACKEND_EXTERNAL)
         own_binds(b, c);
     switch (be->type) {
-    case DESC_BACKEND_BLK:
+    case DESC_BACKEND_BLK: {
         c->type = "blk";
-        snprintf(c->image, sizeof(c->image), "%s", be->image);
+        char img[PLAN_PATH_MAX * 2];
+        const char *image = abs_path(b, be->image, img, sizeof(img));
+        if (image == NULL)
+            return;
+        snprintf(c->image, sizeof(c->image), "%s", image);
         c->create_bytes = be->create_bytes;
-        bind(b, c, be->image, false, !be->readonly, false);
+        bind(b, c, image, false, !be->readonly, false);
         c->nr_sockets = 1;
         path_of(b, c->sockets[0], be->name, "sock");
         arg(b, c, "%s/bulkhead-blk", b->bin_dir);
         arg(b, c, "--socket");
         arg(b, c, "%s", c->sockets[0]);
         arg(b, c, "--image");
-        arg(b, c, "%s", be->image);
+        arg(b, c, "%s", image);
         arg(b, c, "--queues");
         arg(b, c, "%u", be->queues != 0 ? be->queues : 1);
         if (be->readonly)
             arg(b, c, "--readonly");
         break;
+    }
     case DESC_BACKEND_SWITCH:
     case DESC_BACKEND_P2P: {
         c->type = be->type == DESC_BACKEND_P2P ? "p2p" : "switch";
@@ -265,8 +320,12 @@ static void plan_device(struct builder *b, struct plan_comp *c, const struct des
         [DESC_DEV_DISK] = "--disk",       [DESC_DEV_NIC] = "--net", [DESC_DEV_VSOCK] = "--vsock",
         [DESC_DEV_CONSOLE] = "--console", [DESC_DEV_RNG] = "--rng", [DESC_DEV_FS] = "--fs",
     };
-    char common[64];
-    snprintf(common, sizeof(common), "mode=%s,poll=%u", mode_name(dev->mode), dev->poll_us);
+    /* A device on a supervised backend never gives up on it (restarts=0): the backend's
+     * own restart policy decides whether it comes back, and the VMM reconnects when it
+     * does. A device's own program (vsock, console, rng) keeps the VMM's default. */
+    char common[80];
+    snprintf(common, sizeof(common), "mode=%s,poll=%u%s", mode_name(dev->mode), dev->poll_us,
+             dev->backend >= 0 ? ",restarts=0" : "");
     arg(b, c, "%s", opt[dev->kind]);
     if (dev->backend >= 0) {
         add_dep(c, (unsigned)dev->backend);
@@ -295,18 +354,25 @@ static void plan_device(struct builder *b, struct plan_comp *c, const struct des
     /* The device's own program, which bulkhead-vmm starts. */
     c->spawns = true;
     switch (dev->kind) {
-    case DESC_DEV_VSOCK:
-        bind(b, c, dev->uds, true, true, false);
-        arg(b, c, "cid=%llu,uds=%s,%s", (unsigned long long)dev->cid, dev->uds, common);
+    case DESC_DEV_VSOCK: {
+        char ub[PLAN_PATH_MAX * 2];
+        const char *uds = abs_path(b, dev->uds, ub, sizeof(ub));
+        if (uds == NULL)
+            return;
+        bind(b, c, uds, true, true, false);
+        arg(b, c, "cid=%llu,uds=%s,%s", (unsigned long long)dev->cid, uds, common);
         break;
+    }
     case DESC_DEV_RNG:
         arg(b, c, "getrandom,%s", common);
         break;
     case DESC_DEV_CONSOLE: {
         char out[PLAN_PATH_MAX + 16];
-        if (dev->route.log != NULL) {
-            bind(b, c, dev->route.log, true, true, false);
-            snprintf(out, sizeof(out), "file:%s", dev->route.log);
+        char lb[PLAN_PATH_MAX * 2];
+        const char *log = abs_path(b, dev->route.log, lb, sizeof(lb));
+        if (log != NULL) {
+            bind(b, c, log, true, true, false);
+            snprintf(out, sizeof(out), "file:%s", log);
         } else {
             char p[PLAN_PATH_MAX];
             path_of(b, p, vm->name, "hvc0.sock");
@@ -317,12 +383,17 @@ static void plan_device(struct builder *b, struct plan_comp *c, const struct des
         for (unsigned i = 0; i < dev->nr_ports; i++) {
             const struct desc_port *pt = &dev->ports[i];
             char where[PLAN_PATH_MAX + 8];
+            char pb[PLAN_PATH_MAX * 2];
+            const char *pp =
+                pt->kind != DESC_PORT_LINK ? abs_path(b, pt->path, pb, sizeof(pb)) : NULL;
+            if (pt->kind != DESC_PORT_LINK && pp == NULL)
+                return;
             if (pt->kind == DESC_PORT_FILE) {
-                bind(b, c, pt->path, true, true, false);
-                snprintf(where, sizeof(where), "file:%s", pt->path);
+                bind(b, c, pp, true, true, false);
+                snprintf(where, sizeof(where), "file:%s", pp);
             } else if (pt->kind == DESC_PORT_SOCKET) {
-                bind(b, c, pt->path, true, true, false);
-                snprintf(where, sizeof(where), "unix:%s", pt->path);
+                bind(b, c, pp, true, true, false);
+                snprintf(where, sizeof(where), "unix:%s", pp);
             } else {
                 char suffix[DESC_NAME_MAX + 16];
                 char p[PLAN_PATH_MAX];
@@ -356,11 +427,19 @@ static void plan_vm(struct builder *b, unsigned vi, struct plan_comp *c)
     c->restart = vm->restart;
     c->stop_timeout = vm->shutdown_timeout + PLAN_VM_STOP_GRACE;
     c->takes_input = vm->serial.input;
-    if (vm->serial.log != NULL)
-        snprintf(c->console_log, sizeof(c->console_log), "%s", vm->serial.log);
+    memcpy(c->host_cpus, vm->host_cpus, sizeof(c->host_cpus));
+    c->host_cpus_given = vm->host_cpus_given;
+    c->cpu_max_milli = vm->cpu_max_milli;
+    c->cpu_weight = vm->cpu_weight;
+    char sb[PLAN_PATH_MAX * 2], kb[PLAN_PATH_MAX * 2], ib[PLAN_PATH_MAX * 2];
+    const char *serial_log = abs_path(b, vm->serial.log, sb, sizeof(sb));
+    const char *kernel = abs_path(b, vm->kernel, kb, sizeof(kb));
+    const char *initrd = abs_path(b, vm->initrd, ib, sizeof(ib));
+    if (serial_log != NULL)
+        snprintf(c->console_log, sizeof(c->console_log), "%s", serial_log);
     own_binds(b, c);
-    bind(b, c, vm->kernel, false, false, false);
-    bind(b, c, vm->initrd, false, false, false);
+    bind(b, c, kernel, false, false, false);
+    bind(b, c, initrd, false, false, false);
     bind(b, c, "/dev/kvm", false, true, true);
     path_of(b, c->serial, vm->name, "serial.sock");
     path_of(b, c->control, vm->name, "control.sock");
@@ -368,10 +447,10 @@ static void plan_vm(struct builder *b, unsigned vi, struct plan_comp *c)
     arg(b, c, "--name");
     arg(b, c, "%s", vm->name);
     arg(b, c, "--kernel");
-    arg(b, c, "%s", vm->kernel);
-    if (vm->initrd != NULL) {
+    arg(b, c, "%s", kernel);
+    if (initrd != NULL) {
         arg(b, c, "--initrd");
-        arg(b, c, "%s", vm->initrd);
+        arg(b, c, "%s", initrd);
     }
     if (vm->cmdline != NULL) {
         arg(b, c, "--cmdline");
@@ -385,6 +464,12 @@ static void plan_vm(struct builder *b, unsigned vi, struct plan_comp *c)
     arg(b, c, "unix:%s", c->serial);
     arg(b, c, "--control");
     arg(b, c, "%s", c->control);
+    if (vm->com2_link >= 0) {
+        char com2[PLAN_PATH_MAX];
+        path_of(b, com2, vm->name, "com2.sock");
+        arg(b, c, "--serial2");
+        arg(b, c, "unix:%s", com2);
+    }
     arg(b, c, "--shutdown-timeout");
     arg(b, c, "%u", vm->shutdown_timeout);
     arg(b, c, "--log-level");
@@ -416,6 +501,27 @@ int plan_build(const struct desc *d, const char *run_dir, const char *bin_dir, s
         plan_backend(&b, i, &out->comps[i]);
     for (unsigned i = 0; i < d->nr_vms; i++)
         plan_vm(&b, i, &out->comps[d->nr_backends + i]);
+    /* Serial links: the same socket paths the VMs' command lines name. */
+    for (unsigned i = 0; i < d->nr_serial_links && b.r == 0; i++) {
+        struct plan_link *l = &out->links[out->nr_links++];
+        size_t used = 0;
+        for (unsigned e = 0; e < 2; e++) {
+            const struct desc_endpoint *ep = &d->serial_links[i].ends[e];
+            const struct desc_vm *vm = &d->vms[ep->vm];
+            char file[DESC_NAME_MAX + 16] = "com2.sock";
+            const char *what = "com2";
+            if (ep->device >= 0) {
+                what = vm->devices[ep->device].ports[ep->port].name;
+                snprintf(file, sizeof(file), "port-%s.sock", what);
+            }
+            path_of(&b, l->path[e], vm->name, file);
+            int w = snprintf(l->name + used, sizeof(l->name) - used, "%s%s:%s", e ? "-" : "",
+                             vm->name, what);
+            used += w > 0 ? (size_t)w : 0;
+            if (used >= sizeof(l->name))
+                used = sizeof(l->name) - 1;
+        }
+    }
     return b.r;
 }
 
@@ -441,7 +547,10 @@ bool plan_comp_same(const struct plan_comp *a, const struct plan_comp *b)
     if (a->is_vm != b->is_vm || a->argc != b->argc || strcmp(a->type, b->type) != 0 ||
         a->restart.policy != b->restart.policy || a->restart.limit != b->restart.limit ||
         a->restart.backoff_ms != b->restart.backoff_ms ||
-        a->restart.backoff_max_ms != b->restart.backoff_max_ms)
+        a->restart.backoff_max_ms != b->restart.backoff_max_ms ||
+        a->host_cpus_given != b->host_cpus_given ||
+        memcmp(a->host_cpus, b->host_cpus, sizeof(a->host_cpus)) != 0 ||
+        a->cpu_max_milli != b->cpu_max_milli || a->cpu_weight != b->cpu_weight)
         return false;
     for (unsigned i = 0; i < a->argc; i++)
         if (strcmp(a->argv[i], b->argv[i]) != 0)

@@ -74,13 +74,28 @@ struct plan_comp {
     char own_dir[PLAN_PATH_MAX];            /**< RUN/NAME: its sockets (created, writable). */
     struct plan_bind binds[PLAN_MAX_BINDS]; /**< What its sandbox shows of the host. */
     unsigned nr_binds;                      /**< Entries of @c binds. */
+    /** VMs: the host CPUs it may run on (bit N = CPU N), when @c host_cpus_given. */
+    uint64_t host_cpus[DESC_MAX_HOST_CPUS / 64];
+    bool host_cpus_given;   /**< VMs: host-cpus was given; else any CPU (no affinity set). */
+    unsigned cpu_max_milli; /**< VMs: its cgroup's budget, thousandths of a CPU; 0: none. */
+    unsigned cpu_weight;    /**< Its cgroup's cpu.weight (backends: the default, 100). */
+};
+
+/** A serial link: the supervisor relays bytes between two sockets, each a VM's COM2
+ * (bulkhead-vmm --serial2) or a virtio-console port (its bulkhead-console), both of which
+ * listen. */
+struct plan_link {
+    char path[2][PLAN_PATH_MAX];       /**< The two ends' sockets. */
+    char name[2 * DESC_NAME_MAX + 40]; /**< "vm1:com2-vm2:com2", for logs. */
 };
 
 /** The whole system's processes, backends first. */
 struct plan {
-    char run_dir[PLAN_PATH_MAX]; /**< Sockets live here. */
-    struct plan_comp *comps;     /**< Components. */
-    unsigned nr_comps;           /**< Entries of @c comps. */
+    char run_dir[PLAN_PATH_MAX];                   /**< Sockets live here. */
+    struct plan_comp *comps;                       /**< Components. */
+    unsigned nr_comps;                             /**< Entries of @c comps. */
+    struct plan_link links[DESC_MAX_SERIAL_LINKS]; /**< Serial links. */
+    unsigned nr_links;                             /**< Entries of @c links. */
 };
 
 /**

@@ -76,7 +76,9 @@ struct sv_comp *sv_find(struct supervisor *s, const char *name)
 
 uint64_t sv_cpu_ns(const struct sv_comp *c)
 {
-    uint64_t ns = c->cpu_ns_done;
+    uint64_t ns = c->cpu_ns_done, cg_ns;
+    if (c->cg_fd >= 0 && cg_usage_ns(c->cg_fd, &cg_ns) == 0)
+        return ns + cg_ns;
     if (c->pid <= 0)
         return ns;
     char path[64], buf[1024];
@@ -214,6 +216,46 @@ static void set_state(struct supervisor *s, struct sv_comp *c, enum sv_state st)
         mux_set_state(s->mux, (unsigned)c->mux_id, sv_state_name(st));
 }
 
+/* Cgroups (cgroup.h): a component's leaf lives from its first start to its end for good. */
+
+/* The leaf to start @p c in (made at the first start of anything, reused by restarts);
+ * without cgroups it starts without one. Fails only when a budget could not be written. */
+static int comp_cgroup_open(struct supervisor *s, struct sv_comp *c, struct launch_result *lr)
+{
+    if (!s->cg.tried)
+        (void)cg_sys_open(&s->cg, NULL, s->run_dir);
+    if (c->cg_fd >= 0)
+        return 0;
+    int r = cg_comp_open(&s->cg, c->pc.name, c->pc.cpu_max_milli, c->pc.cpu_weight, &c->cg_fd);
+    if (r == 0 || r == -ENOENT)
+        return 0;
+    snprintf(lr->why, sizeof(lr->why), "cannot set up its cgroup %s/%s: %s", s->cg.path, c->pc.name,
+             strerror(-r));
+    return r;
+}
+
+/* Its CPU time moves from the leaf to cpu_ns_done, and the leaf goes. */
+static void comp_cgroup_close(struct supervisor *s, struct sv_comp *c)
+{
+    if (c->cg_fd < 0)
+        return;
+    uint64_t ns;
+    if (cg_usage_ns(c->cg_fd, &ns) == 0)
+        c->cpu_ns_done += ns;
+    int r = cg_comp_remove(&s->cg, c->pc.name, c->cg_fd);
+    c->cg_fd = -1;
+    if (r != 0)
+        log_warn("%s: cannot remove its cgroup %s/%s: %s", c->pc.name, s->cg.path, c->pc.name,
+                 strerror(-r));
+}
+
+/* After a run ended: the leaf stays for a restart, and goes when none follows. */
+static void comp_cgroup_after_end(struct supervisor *s, struct sv_comp *c)
+{
+    if (c->state != SV_WAITING && c->state != SV_BACKOFF)
+        comp_cgroup_close(s, c);
+}
+
 static void spawn(struct supervisor *s, struct sv_comp *c)
 {
     /* A socket left by the previous run would look ready before the new one listens. */
@@ -224,8 +266,11 @@ static void spawn(struct supervisor *s, struct sv_comp *c)
         unlink(c->pc.control);
     }
     struct launch_result lr;
-    int r = launch_component(&c->pc, c->log_fd, &lr);
+    int r = comp_cgroup_open(s, c, &lr);
+    if (r == 0)
+        r = launch_component(&c->pc, c->log_fd, c->cg_fd, &lr);
     if (r != 0) {
+        comp_cgroup_close(s, c);
         snprintf(c->last_exit, sizeof(c->last_exit), "cannot start: %s", lr.why);
         log_error("%s: cannot start: %s", c->pc.name, lr.why);
         set_state(s, c, SV_FAILED);
@@ -325,8 +370,9 @@ static void on_exit_fd(void *opaque, uint32_t events)
     pid_t r = wait4(c->pid, &status, WNOHANG, &ru);
     if (r != c->pid)
         return;
-    c->cpu_ns_done += (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000ull +
-                      (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ull;
+    if (c->cg_fd < 0) /* else its cgroup counts it */
+        c->cpu_ns_done += (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000ull +
+                          (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ull;
     if (WIFEXITED(status)) {
         si.si_code = CLD_EXITED;
         si.si_status = WEXITSTATUS(status);
@@ -336,6 +382,7 @@ static void on_exit_fd(void *opaque, uint32_t events)
     }
     s->now_ns = mono_ns();
     ended(s, c, &si);
+    comp_cgroup_after_end(s, c);
 }
 
 int sv_start(struct supervisor *s, struct sv_comp *c)
@@ -451,6 +498,8 @@ static void step(struct supervisor *s)
             break;
         }
     }
+    for (unsigned i = 0; i < s->nr_relays && !s->down; i++)
+        relay_tick(&s->relays[i]);
     /* Unfinished lines of VMs without the input (a login prompt) show once output has
      * paused for a tick; flushing while it streams would cut lines in two. */
     if (s->mux != NULL && s->mux_dirty && s->now_ns - s->last_output_ns >= TICK_MS * 1000000ull) {
@@ -507,7 +556,8 @@ static int open_log(const struct supervisor *s, const char *name, const char *su
 {
     char path[SV_LOG_DIR_MAX + DESC_NAME_MAX + 32];
     snprintf(path, sizeof(path), "%s/%s%s", s->log_dir, name, suffix);
-    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    /* Consoles carry what was typed into them: for their owner only (docs/console.md). */
+    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 }
 
 int sv_add(struct supervisor *s, struct plan_comp *pc, struct sv_comp **out)
@@ -527,6 +577,7 @@ int sv_add(struct supervisor *s, struct plan_comp *pc, struct sv_comp **out)
     c->sv = s;
     c->pid = 0;
     c->pidfd = c->console_fd = c->viewer_fd = -1;
+    c->cg_fd = -1;
     c->mux_id = -1;
     c->uid = ++s->next_uid; /* from 1: 0 means none in replaces_uid */
     c->state = SV_STOPPED;
@@ -540,7 +591,7 @@ int sv_add(struct supervisor *s, struct plan_comp *pc, struct sv_comp **out)
     c->console_extra_fd = -1;
     if (c->pc.console_log[0] != '\0')
         c->console_extra_fd =
-            open(c->pc.console_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+            open(c->pc.console_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     s->c[slot] = c;
     if (slot >= s->nr)
         s->nr = slot + 1;
@@ -575,6 +626,24 @@ int sv_adopt(struct supervisor *s, struct plan *p)
         c->state = SV_WAITING;
     }
     sv_resolve_deps(s, p, 0, p->nr_comps);
+    return sv_set_links(s, p);
+}
+
+int sv_set_links(struct supervisor *s, const struct plan *p)
+{
+    for (unsigned i = 0; i < s->nr_relays; i++)
+        relay_close(&s->relays[i]);
+    free(s->relays);
+    s->relays = NULL;
+    s->nr_relays = 0;
+    if (p->nr_links == 0)
+        return 0;
+    s->relays = calloc(p->nr_links, sizeof(*s->relays));
+    if (s->relays == NULL)
+        return -ENOMEM;
+    for (unsigned i = 0; i < p->nr_links; i++)
+        relay_init(&s->relays[i], &p->links[i], &s->loop);
+    s->nr_relays = p->nr_links;
     return 0;
 }
 
@@ -653,12 +722,15 @@ int sv_run(struct supervisor *s)
             }
         }
     }
+    /* Everything has ended: the cgroups go now, before `down` is told the system stopped. */
+    cg_sys_close(&s->cg);
     return 0;
 }
 
 void sv_comp_free(struct supervisor *s, struct sv_comp *c)
 {
     close_console(s, c);
+    comp_cgroup_close(s, c);
     if (c->mux_id >= 0 && s->mux != NULL)
         mux_set_state(s->mux, (unsigned)c->mux_id, "removed");
     if (c->log_fd >= 0)
@@ -674,11 +746,17 @@ void sv_comp_free(struct supervisor *s, struct sv_comp *c)
 
 void sv_destroy(struct supervisor *s)
 {
+    for (unsigned i = 0; i < s->nr_relays; i++)
+        relay_close(&s->relays[i]);
+    free(s->relays);
+    s->relays = NULL;
+    s->nr_relays = 0;
     for (unsigned i = 0; i < s->nr; i++) {
         if (s->c[i] != NULL)
             sv_comp_free(s, s->c[i]);
         s->c[i] = NULL;
     }
+    cg_sys_close(&s->cg);
     if (s->tick_fd >= 0)
         close(s->tick_fd);
     if (s->signal_fd >= 0)

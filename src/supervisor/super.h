@@ -25,7 +25,9 @@
 #define BULKHEAD_SUPERVISOR_SUPER_H
 
 #include "host/event_loop.h"
+#include "supervisor/cgroup.h"
 #include "supervisor/plan.h"
+#include "supervisor/relay.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -72,7 +74,9 @@ struct sv_comp {
     unsigned in_row;              /**< Restarts in a row without a healthy run. */
     uint64_t restarts;            /**< Restarts by policy or request since `up`. */
     char last_exit[448];          /**< How the last run ended, for status. */
-    uint64_t cpu_ns_done;         /**< CPU time of its ended runs. */
+    uint64_t cpu_ns_done;         /**< CPU time of its ended runs (but those counted by
+                                       its cgroup while it still has one). */
+    int cg_fd;                    /**< Its cgroup (cgroup.h), kept across restarts, or -1. */
     int log_fd;                   /**< Its stdout and stderr go here (append). */
     int console_fd;               /**< VMs: the serial console connection, or -1. */
     int console_log_fd;           /**< VMs: raw console bytes, or -1. */
@@ -108,6 +112,9 @@ struct supervisor {
                                           last mux_flush(). */
     uint64_t last_output_ns;         /**< When it last did. */
     uint64_t now_ns;                 /**< Time of the current step. */
+    struct cg_sys cg;                /**< The components' cgroups, set up at the first start. */
+    struct relay *relays;            /**< Serial links (an array), or NULL. */
+    unsigned nr_relays;              /**< Entries of @c relays. */
 };
 
 /**
@@ -172,6 +179,15 @@ void sv_comp_free(struct supervisor *s, struct sv_comp *c);
 int sv_adopt(struct supervisor *s, struct plan *p);
 
 /**
+ * Take a plan's serial links, replacing the ones there were (their connections close;
+ * the new ones connect once both ends listen).
+ * @param s the supervisor.
+ * @param p the plan.
+ * @return 0, -ENOMEM.
+ */
+int sv_set_links(struct supervisor *s, const struct plan *p);
+
+/**
  * Run the loop until everything has stopped after sv_down() (or a fatal error).
  * @param s the supervisor.
  * @return 0, or a negative errno.
@@ -226,8 +242,9 @@ void sv_down(struct supervisor *s);
 const char *sv_state_name(enum sv_state st);
 
 /**
- * CPU time of a component: its ended runs plus the running process (user + system, from
- * /proc/PID/stat).
+ * CPU time of a component: from its cgroup's cpu.stat when it has one (every process it
+ * ever ran there, device programs included), else its ended runs plus the running process
+ * (user + system, from /proc/PID/stat).
  * @param c the component.
  * @return nanoseconds.
  */

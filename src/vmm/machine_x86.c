@@ -25,6 +25,8 @@
 /** The PC's devices and what the vCPUs start with. */
 struct machine {
     struct uart16550 com1;                   /**< COM1. */
+    struct uart16550 com2;                   /**< COM2, when the VM has --serial2. */
+    bool com2_ready;                         /**< com2 initialised. */
     struct acpi_pm pm;                       /**< ACPI fixed hardware. */
     struct i8042 kbc;                        /**< Reset line only. */
     struct pci_host pci;                     /**< PCIe host bridge and bus 0. */
@@ -94,6 +96,35 @@ static void com1_rx_ready(void *ctx)
     console_rx_ready(vm->console);
 }
 
+static bool com2_tx(void *ctx, uint8_t byte)
+{
+    struct vm *vm = ctx;
+    return console_write(vm->console2, byte);
+}
+
+static void com2_rx_ready(void *ctx)
+{
+    struct vm *vm = ctx;
+    console_rx_ready(vm->console2);
+}
+
+/* COM2 exists only with --serial2: a guest sees a second UART only when it leads
+ * somewhere (a serial link to another VM, or a file). */
+static int add_com2(struct vm *vm)
+{
+    struct machine *m = vm->machine;
+    if (vm->console2 == NULL)
+        return 0;
+    struct irq_line irq = {.set = set_gsi, .ctx = vm, .gsi = X86_COM2_IRQ};
+    int r = uart16550_init(&m->com2, &irq, com2_tx, vm);
+    if (r != 0)
+        return r;
+    m->com2_ready = true;
+    uart16550_set_rx_ready_cb(&m->com2, com2_rx_ready, vm);
+    return bus_register(&vm->pio, X86_COM2_PORT, UART16550_NR_PORTS, &uart16550_ops, &m->com2,
+                        "com2");
+}
+
 static void pm_sleep(void *ctx, unsigned slp_typ)
 {
     struct vm *vm = ctx;
@@ -126,7 +157,7 @@ static int add_legacy_devices(struct vm *vm)
     m->com1_ready = true;
     uart16550_set_rx_ready_cb(&m->com1, com1_rx_ready, vm);
     r = bus_register(&vm->pio, X86_COM1_PORT, UART16550_NR_PORTS, &uart16550_ops, &m->com1, "com1");
-    if (r != 0)
+    if (r != 0 || (r = add_com2(vm)) != 0)
         return r;
 
     struct acpi_pm_config pm = {
@@ -269,6 +300,18 @@ static void console_quit(void *ctx)
     vm_request_stop(ctx, VM_STOP_QUIT, "quit from the console (Ctrl-A x)");
 }
 
+static size_t console_to_com2(void *ctx, const uint8_t *buf, size_t len)
+{
+    struct vm *vm = ctx;
+    return uart16550_receive(&vm->machine->com2, buf, len);
+}
+
+static void console_to_com2_ready(void *ctx)
+{
+    struct vm *vm = ctx;
+    uart16550_tx_ready(&vm->machine->com2);
+}
+
 int machine_attach_console(struct vm *vm, struct event_loop *loop)
 {
     const struct console_sink sink = {
@@ -277,7 +320,16 @@ int machine_attach_console(struct vm *vm, struct event_loop *loop)
         .quit = console_quit,
         .ctx = vm,
     };
-    return console_attach(vm->console, loop, &sink);
+    int r = console_attach(vm->console, loop, &sink);
+    if (r != 0 || vm->console2 == NULL)
+        return r;
+    const struct console_sink sink2 = {
+        .deliver = console_to_com2,
+        .tx_ready = console_to_com2_ready,
+        .quit = NULL,
+        .ctx = vm,
+    };
+    return console_attach(vm->console2, loop, &sink2);
 }
 
 void machine_request_shutdown(struct vm *vm)
@@ -306,6 +358,8 @@ void machine_destroy(struct vm *vm)
         acpi_pm_destroy(&m->pm);
     if (m->com1_ready)
         uart16550_destroy(&m->com1);
+    if (m->com2_ready)
+        uart16550_destroy(&m->com2);
     free(m);
     vm->machine = NULL;
 }

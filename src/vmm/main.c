@@ -206,8 +206,8 @@ static int sandbox_once(const struct vmm_options *opts)
 
 /* Run one boot of the VM; returns the stop reason, or a negative errno if it never ran. */
 static int run_once(struct vm *vm, const struct vmm_options *opts, struct boot_file *kernel,
-                    struct boot_file *initrd, struct console *console, struct event_loop *loop,
-                    struct stopper *st)
+                    struct boot_file *initrd, struct console *console, struct console *console2,
+                    struct event_loop *loop, struct stopper *st)
 {
     /* vm_destroy() must be safe on whatever state a failure leaves. */
     memset(vm, 0, sizeof(*vm));
@@ -216,7 +216,7 @@ static int run_once(struct vm *vm, const struct vmm_options *opts, struct boot_f
     struct boot_files files;
     int r = refresh_boot_files(kernel, initrd, &files);
     if (r == 0)
-        r = vm_create(vm, opts, &files, console);
+        r = vm_create(vm, opts, &files, console, console2);
     if (r != 0)
         return r;
     st->vm = vm;
@@ -236,6 +236,8 @@ static int run_once(struct vm *vm, const struct vmm_options *opts, struct boot_f
         }
     }
     console_detach(console);
+    if (console2 != NULL)
+        console_detach(console2);
     event_loop_remove(loop, st->sfd);
     event_loop_remove(loop, st->timer_fd);
     event_loop_remove(loop, vm->stop_fd);
@@ -300,6 +302,17 @@ int main(int argc, char **argv)
         console_close(&console);
         return EXIT_USAGE;
     }
+    /* COM2 (--serial2), a second console of the same kind; NULL: no COM2. */
+    static struct console console2_store;
+    struct console *console2 = NULL;
+    if (opts.serial2_path != NULL) {
+        if (console_open(&console2_store, opts.serial2, opts.serial2_path) != 0) {
+            console_close(&console2_store);
+            console_close(&console);
+            return EXIT_USAGE;
+        }
+        console2 = &console2_store;
+    }
 
     struct stopper st = {.opts = &opts, .console = &console, .sfd = sfd};
     st.timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
@@ -318,7 +331,7 @@ int main(int argc, char **argv)
     int status = EXIT_VM_FAILURE;
     for (unsigned boot = 0;; boot++) {
         struct vm vm;
-        r = run_once(&vm, &opts, &kernel, &initrd, &console, &loop, &st);
+        r = run_once(&vm, &opts, &kernel, &initrd, &console, console2, &loop, &st);
         if (r < 0) {
             vm_destroy(&vm);
             /* An unusable kernel or initrd is the user's input (logged by the loader). */
@@ -364,6 +377,8 @@ int main(int argc, char **argv)
     }
     control_close(&control);
     console_close(&console);
+    if (console2 != NULL)
+        console_close(console2);
     event_loop_destroy(&loop);
     close(st.timer_fd);
     close(sfd);

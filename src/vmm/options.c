@@ -12,9 +12,12 @@
 static const char usage[] =
     "usage: bulkhead-vmm --kernel PATH [--initrd PATH] [--cmdline STRING] [--mem SIZE]\n"
     "                    [--cpus N] [--serial stdio|file:PATH|unix:PATH] [--no-reboot]\n"
+    "                    [--serial2 file:PATH|unix:PATH]\n"
     "                    [--shutdown-timeout SECONDS] [--log-level error|warn|info|debug|trace]\n"
     "                    [--name NAME] [--control PATH] [--sandbox[=kill|trap]] [DEVICE]...\n"
-    "DEVICE (each repeatable; every one also takes [,mode=isolated|shared][,poll=MICROSECONDS]):\n"
+    "DEVICE (each repeatable; every one also takes [,mode=isolated|shared][,poll=MICROSECONDS]\n"
+    "        [,restarts=N]: new backends in a row that may fail before the VMM gives up, 0\n"
+    "        for no limit, default 5):\n"
     "  --disk path=IMG[,readonly=on][,queues=N][,timeout=SECONDS]   bulkhead-blk serves IMG\n"
     "  --disk socket=PATH[,timeout=SECONDS]          a vhost-user-blk backend at PATH\n"
     "  --net tap=NAME[,mac=MAC][,queues=PAIRS]       bulkhead-net, the tap NAME as uplink\n"
@@ -104,6 +107,21 @@ static enum options_result fail(char *err, size_t len, const char *fmt, ...)
     return OPTIONS_ERROR;
 }
 
+/* --serial2: COM2, for a serial link to another VM (a file or a unix socket; the
+ * terminal is COM1's). */
+static enum options_result parse_serial2(const char *arg, struct vmm_options *o, char *err,
+                                         size_t len)
+{
+    if (strncmp(arg, "file:", 5) == 0 && arg[5] != '\0')
+        o->serial2 = SERIAL_FILE;
+    else if (strncmp(arg, "unix:", 5) == 0 && arg[5] != '\0')
+        o->serial2 = SERIAL_UNIX;
+    else
+        return fail(err, len, "--serial2: expected file:PATH or unix:PATH, got '%s'", arg);
+    o->serial2_path = arg + 5;
+    return OPTIONS_RUN;
+}
+
 static enum options_result parse_serial(const char *arg, struct vmm_options *o, char *err,
                                         size_t len)
 {
@@ -187,14 +205,15 @@ enum dev_key {
     K_OUT,
     K_PORT,
     K_TAG,
+    K_RESTARTS,
     K_COUNT
 };
 static const char *const key_name[K_COUNT] = {
-    "socket", "mode", "poll", "path", "readonly", "queues", "timeout",
-    "tap",    "mac",  "cid",  "uds",  "out",      "port",   "tag",
+    "socket", "mode", "poll", "path", "readonly", "queues", "timeout",  "tap",
+    "mac",    "cid",  "uds",  "out",  "port",     "tag",    "restarts",
 };
 #define KB(k)       (1u << (k))
-#define KEYS_COMMON (KB(K_SOCKET) | KB(K_MODE) | KB(K_POLL))
+#define KEYS_COMMON (KB(K_SOCKET) | KB(K_MODE) | KB(K_POLL) | KB(K_RESTARTS))
 static const unsigned kind_keys[] = {
     [VMM_DEV_BLK] = KEYS_COMMON | KB(K_PATH) | KB(K_READONLY) | KB(K_QUEUES) | KB(K_TIMEOUT),
     [VMM_DEV_NET] = KEYS_COMMON | KB(K_TAP) | KB(K_MAC) | KB(K_QUEUES),
@@ -296,6 +315,11 @@ static enum options_result parse_key(struct vmm_device *d, const char *opt, cons
             return fail(err, len, "%s: tag=%s: at most %u bytes", opt, val, VMM_FS_TAG_MAX);
         d->tag = val;
         break;
+    case K_RESTARTS:
+        if (parse_range(val, 0, VMM_MAX_RESTARTS, &d->restarts) != 0)
+            return fail(err, len, "%s: restarts=%s: expected a number from 0 (no limit) to %u", opt,
+                        val, VMM_MAX_RESTARTS);
+        break;
     case K_COUNT:
         break;
     }
@@ -357,6 +381,7 @@ static enum options_result parse_device_copy(enum vmm_dev_kind kind, char *copy,
         .mode = VMM_MEM_ISOLATED,
         .poll_us = VMM_DEFAULT_POLL_US,
         .timeout = kind == VMM_DEV_BLK ? VMM_DEFAULT_DISK_TIMEOUT : 0,
+        .restarts = VMM_DEFAULT_RESTARTS,
     };
     unsigned seen = 0;
     bool builtin = false;
@@ -408,6 +433,7 @@ enum options_result options_parse(int argc, char **argv, struct vmm_options *o, 
         OPT_MEM,
         OPT_CPUS,
         OPT_SERIAL,
+        OPT_SERIAL2,
         OPT_NO_REBOOT,
         OPT_LOG_LEVEL,
         OPT_SHUTDOWN_TIMEOUT,
@@ -430,6 +456,7 @@ enum options_result options_parse(int argc, char **argv, struct vmm_options *o, 
         {"mem", required_argument, NULL, OPT_MEM},
         {"cpus", required_argument, NULL, OPT_CPUS},
         {"serial", required_argument, NULL, OPT_SERIAL},
+        {"serial2", required_argument, NULL, OPT_SERIAL2},
         {"no-reboot", no_argument, NULL, OPT_NO_REBOOT},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT},
@@ -490,6 +517,10 @@ enum options_result options_parse(int argc, char **argv, struct vmm_options *o, 
         }
         case OPT_SERIAL:
             if (parse_serial(optarg, o, err, len) != OPTIONS_RUN)
+                return OPTIONS_ERROR;
+            break;
+        case OPT_SERIAL2:
+            if (parse_serial2(optarg, o, err, len) != OPTIONS_RUN)
                 return OPTIONS_ERROR;
             break;
         case OPT_NO_REBOOT:

@@ -62,7 +62,10 @@ struct vmm_device {
     unsigned nr_ports;                        /**< Entries of @c ports. */
     const char *tag;                          /**< --fs tag=TAG: the guest's mount tag. */
     enum vmm_mem_mode mode;                   /**< mode=isolated|shared. */
-    char *text; /**< The option's text, cut at the commas: owns the strings. */
+    unsigned restarts; /**< restarts=N: new backends in a row that may fail (none lasting
+                            a minute) before the VMM gives up on the device; 0: never give
+                            up (a supervisor that restarts the backend decides). */
+    char *text;        /**< The option's text, cut at the commas: owns the strings. */
 };
 
 /** Default timeout= of a --disk, seconds: Linux's own default block-request timeout. */
@@ -82,6 +85,11 @@ struct vmm_device {
 /** Most queues= (queue pairs) of a --net: with the control queue, 17 virtqueues. */
 #define VMM_MAX_NET_PAIRS 8
 
+/** Default restarts= of a device. */
+#define VMM_DEFAULT_RESTARTS 5
+/** Largest restarts=. */
+#define VMM_MAX_RESTARTS 1000000
+
 /** Most device options (--disk, --net, --vsock, --console, --rng, --fs) one VM takes. */
 #define VMM_MAX_DEVICES 16
 
@@ -97,6 +105,8 @@ struct vmm_options {
     unsigned cpus;            /**< --cpus N. */
     enum serial_kind serial;  /**< --serial kind. */
     const char *serial_path;  /**< Path for file: and unix:. */
+    enum serial_kind serial2; /**< --serial2 kind (file: or unix:), when serial2_path is set. */
+    const char *serial2_path; /**< --serial2's path; NULL: the VM has no COM2. */
     bool no_reboot;           /**< --no-reboot: exit instead of rebooting. */
     enum log_level log_level; /**< --log-level LEVEL. */
     /** --shutdown-timeout: seconds a signalled guest has to power off before it is stopped

@@ -46,13 +46,14 @@ _Static_assert(VHOST_DEV_MAX_QUEUES >= VMM_MAX_DISK_QUEUES, "a disk's queues mus
 #define VIRTIO_BLK_CONFIG_SIZE_MAX 8
 #define VIRTIO_BLK_CONFIG_SEG_MAX  12
 
-/* Restarting a backend that failed. At most RESTART_LIMIT new backends (children started,
- * or connections made) in a row none of which lasted RESTART_WINDOW_NS: a backend that
- * fails every time, at once or after a while (hostile, broken, hung), is given up on
+/* Restarting a backend that failed. At most restarts= (default 5) new backends (children
+ * started, or connections made) in a row none of which lasted RESTART_WINDOW_NS: a backend
+ * that fails every time, at once or after a while (hostile, broken, hung), is given up on
  * instead of being restarted for ever; one that served for a minute starts the count
- * afresh. The first retry comes after RETRY_FIRST_MS, each next one after twice as long,
- * at most RETRY_MAX_MS. */
-#define RESTART_LIMIT     5
+ * afresh. restarts=0 never gives up: a supervisor that restarts the backend by its own
+ * policy (bulkhead up) decides, and the VMM reconnects whenever it is back. The first
+ * retry comes after RETRY_FIRST_MS, each next one after twice as long, at most
+ * RETRY_MAX_MS. */
 #define RESTART_WINDOW_NS (60ull * 1000000000ull)
 #define RETRY_FIRST_MS    50u
 #define RETRY_MAX_MS      1000u
@@ -178,9 +179,20 @@ struct vhost_dev {
 /* The backend programs live beside bulkhead-vmm (all are built into build/). */
 static int backend_path(const char *program, char *buf, size_t len)
 {
-    ssize_t n = readlink("/proc/self/exe", buf, len - 1);
-    if (n <= 0)
-        return -errno;
+    /* $BULKHEAD_BIN_DIR first: in a sandbox whose root was built from bind mounts,
+     * /proc/self/exe names the program by a path of the mount it came from, which need not
+     * exist in the new root (bulkhead up sets it to the directory it binds). */
+    const char *dir = getenv("BULKHEAD_BIN_DIR");
+    ssize_t n;
+    if (dir != NULL && dir[0] == '/') {
+        n = snprintf(buf, len, "%s/", dir);
+        if (n < 0 || (size_t)n >= len)
+            return -ENAMETOOLONG;
+    } else {
+        n = readlink("/proc/self/exe", buf, len - 1);
+        if (n <= 0)
+            return -errno;
+    }
     buf[n] = '\0';
     char *slash = strrchr(buf, '/');
     size_t need = strlen(program) + 2;
@@ -1200,7 +1212,7 @@ static void on_retry(void *opaque, uint32_t events)
     if (read(d->retry_fd, &v, sizeof(v)) < 0 || d->broken || d->connected)
         return;
     uint64_t now = os_monotonic_ns();
-    if (d->failures >= RESTART_LIMIT) {
+    if (d->opt->restarts != 0 && d->failures >= d->opt->restarts) {
         log_error("%s: %u new backends in a row failed within %llu s; giving up on it", d->name,
                   d->failures, RESTART_WINDOW_NS / 1000000000ull);
         fail_backend(d, "failed too often", -EIO);

@@ -56,11 +56,12 @@ static void log_startup_time(void)
 }
 
 int vm_create(struct vm *vm, const struct vmm_options *opts, const struct boot_files *files,
-              struct console *console)
+              struct console *console, struct console *console2)
 {
     memset(vm, 0, sizeof(*vm));
     vm->opts = opts;
     vm->console = console;
+    vm->console2 = console2;
     vm->ram.fd = -1;
     vm->stop_fd = -1;
     pthread_mutex_init(&vm->stop_lock, NULL);

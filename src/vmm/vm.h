@@ -54,6 +54,7 @@ struct boot_files {
 struct vm {
     const struct vmm_options *opts; /**< Configuration. */
     struct console *console;        /**< Host end of COM1. */
+    struct console *console2;       /**< Host end of COM2, or NULL (no COM2). */
     struct plat_vm *plat;           /**< Platform VM. */
     struct guest_ram ram;           /**< Host allocation of RAM. */
     struct guest_mem mem;           /**< Guest-physical view of RAM. */
@@ -75,11 +76,12 @@ struct vm {
  * @param opts configuration.
  * @param files kernel and initrd.
  * @param console host end of the serial console.
+ * @param console2 host end of COM2 (--serial2), or NULL for a machine without COM2.
  * @return 0 or a negative errno (-ENOEXEC, -E2BIG and -ENOMEM from loading the kernel mean
  *         the user's input is unusable).
  */
 int vm_create(struct vm *vm, const struct vmm_options *opts, const struct boot_files *files,
-              struct console *console);
+              struct console *console, struct console *console2);
 
 /**
  * Start one thread per vCPU.

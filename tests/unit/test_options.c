@@ -68,7 +68,7 @@ static void test_disks(void **state)
                  "--disk",
                  "path=/i,readonly=on,queues=4,timeout=7",
                  "--disk",
-                 "socket=/s,mode=shared",
+                 "socket=/s,mode=shared,restarts=0",
                  "--control",
                  "/c"};
     assert_int_equal(parse(ARGC(a), a, &o, err), OPTIONS_RUN);
@@ -82,7 +82,14 @@ static void test_disks(void **state)
     assert_int_equal(o.devices[1].queues, 0);
     assert_int_equal(o.devices[1].timeout, VMM_DEFAULT_DISK_TIMEOUT);
     assert_int_equal(o.devices[1].mode, VMM_MEM_SHARED);
+    assert_int_equal(o.devices[0].restarts, VMM_DEFAULT_RESTARTS);
+    assert_int_equal(o.devices[1].restarts, 0);
     assert_string_equal(o.control, "/c");
+    assert_null(o.serial2_path);
+    char *b[] = {"vmm", "--kernel", "k", "--serial2", "unix:/tmp/com2"};
+    assert_int_equal(parse(ARGC(b), b, &o, err), OPTIONS_RUN);
+    assert_int_equal(o.serial2, SERIAL_UNIX);
+    assert_string_equal(o.serial2_path, "/tmp/com2");
 }
 
 static void test_devices(void **state)
@@ -187,6 +194,10 @@ static void test_errors(void **state)
     expect_error(q17, ARGC(q17), "queues=17");
     char *qs[] = {"vmm", "--kernel", "k", "--disk", "socket=/s,queues=2"};
     expect_error(qs, ARGC(qs), "queues=");
+    char *s2[] = {"vmm", "--kernel", "k", "--serial2", "stdio"};
+    expect_error(s2, ARGC(s2), "--serial2");
+    char *rx[] = {"vmm", "--kernel", "k", "--disk", "path=/i,restarts=many"};
+    expect_error(rx, ARGC(rx), "restarts=many");
     char *t0[] = {"vmm", "--kernel", "k", "--disk", "path=/i,timeout=0"};
     expect_error(t0, ARGC(t0), "timeout=0");
     char *tx[] = {"vmm", "--kernel", "k", "--disk", "path=/i,timeout=5s"};

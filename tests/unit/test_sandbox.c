@@ -40,6 +40,8 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <poll.h>
+#include <sched.h>
+#include <seccomp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,7 +76,9 @@ struct report {
     int have_proc;
     uint64_t ns[5]; /* mnt pid ipc net uts, from /proc/self/ns when /proc is there */
     int passwd_errno, mkdir_errno;
-    char root[128]; /* the root's entries, sorted, space-separated */
+    char root[128];   /* the root's entries, sorted, space-separated */
+    uint64_t cpus;    /* sched_getaffinity(), CPUs 0 to 63 */
+    char cgroup[256]; /* the cgroup v2 path, from /proc/self/cgroup's "0::" line */
 };
 
 static const char *const ns_names[5] = {"mnt", "pid", "ipc", "net", "uts"};
@@ -158,6 +162,21 @@ static int child_report(void)
     r.passwd_errno = open("/etc/passwd", O_RDONLY | O_CLOEXEC) < 0 ? errno : 0;
     r.mkdir_errno = mkdir("/sandbox-test-dir", 0755) < 0 ? errno : 0;
     list_root(r.root, sizeof(r.root));
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+        for (unsigned cpu = 0; cpu < 64; cpu++)
+            if (CPU_ISSET(cpu, &set))
+                r.cpus |= 1ull << cpu;
+    }
+    FILE *f = fopen("/proc/self/cgroup", "re");
+    char line[300];
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, "0::", 3) == 0)
+            snprintf(r.cgroup, sizeof(r.cgroup), "%.*s", (int)strcspn(line + 3, "\n"), line + 3);
+    }
+    if (f != NULL)
+        fclose(f);
     return write(REPORT_FD, &r, sizeof(r)) == (ssize_t)sizeof(r) ? 0 : 1;
 }
 
@@ -423,6 +442,166 @@ static void test_failures_before_exec(void **state)
     spec.binds = escape;
     spec.nr_binds = 1;
     expect_failure(&spec, EINVAL, SANDBOX_STEP_SPEC);
+}
+
+/* ---- host CPUs and cgroup ---- */
+
+/* The cgroup v2 mount (the unified one on a hybrid host), or false. */
+static bool cgroup2_mount(char *out, size_t len)
+{
+    FILE *f = fopen("/proc/self/mounts", "re");
+    char dev[64], dir[256], type[32];
+    bool found = false;
+    while (f != NULL && !found && fscanf(f, "%63s %255s %31s %*[^\n]", dev, dir, type) == 3)
+        found = strcmp(type, "cgroup2") == 0;
+    if (f != NULL)
+        fclose(f);
+    if (found)
+        snprintf(out, len, "%s", dir);
+    return found;
+}
+
+/* Launch into cgroup @p cg (or none, -1) pinned to @p one (@p cpu); with @p no_clone3 from
+ * a helper whose seccomp filter makes clone3 fail with ENOSYS, as on a kernel before 5.3:
+ * the child is made by clone() and joins its cgroup by itself. */
+static void launch_pinned(const cpu_set_t *one, int cpu, int cg, const char *rel, bool no_clone3)
+{
+    int rep[2];
+    assert_int_equal(pipe2(rep, O_CLOEXEC), 0);
+    const struct sandbox_fd fds[] = {{rep[1], REPORT_FD}};
+    const struct sandbox_spec spec = {
+        .program = "/proc/self/exe",
+        .argv = child_argv,
+        .fds = fds,
+        .nr_fds = 1,
+        .namespaces = SANDBOX_NS_MOUNT | SANDBOX_NS_PID | SANDBOX_NS_NET,
+        .new_root = true,
+        .binds = lib_binds,
+        .nr_binds = has_lib64() ? 3 : 2,
+        .mount_proc = true,
+        .uid = -1,
+        .gid = -1,
+        .cpus = one,
+        .cpus_size = sizeof(*one),
+        .in_cgroup = cg >= 0,
+        .cgroup_fd = cg,
+    };
+    pid_t helper = no_clone3 ? fork() : 0;
+    assert_true(helper >= 0);
+    if (helper == 0) {
+        if (no_clone3) {
+            scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+            if (ctx == NULL || seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0) ||
+                seccomp_load(ctx) != 0)
+                _exit(10);
+        }
+        struct sandbox_child c;
+        int r = sandbox_launch(&spec, &c);
+        if (r != 0 && !no_clone3)
+            fail_msg("launch failed: %s: %s", sandbox_step_name(c.step), strerror(c.err));
+        if (r != 0) {
+            fprintf(stderr, "launch without clone3: %s: %s\n", sandbox_step_name(c.step),
+                    strerror(c.err));
+            _exit(11);
+        }
+        int status = 0;
+        while (waitpid(c.pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        if (!no_clone3) {
+            assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+            assert_true(c.pidfd >= 0);
+            close(c.pidfd);
+        } else {
+            _exit(WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 12);
+        }
+    }
+    close(rep[1]);
+    struct report rp;
+    read_report(rep[0], &rp);
+    close(rep[0]);
+    if (no_clone3) {
+        int status = wait_exit(helper);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+    assert_int_equal(rp.pid, 1);
+    assert_int_equal(rp.cpus, 1ull << cpu);
+    if (cg >= 0)
+        assert_string_equal(rp.cgroup, rel);
+}
+
+/* The full sandbox (namespaces, new root) pinned to one CPU and, where this host lets us
+ * make a cgroup v2 directory, born in it: the child sees both from inside. */
+static void test_cpus_and_cgroup(void **state)
+{
+    (void)state;
+    /* The last CPU we may use: not what the child would have by default (with 2+ CPUs). */
+    cpu_set_t mine;
+    assert_int_equal(sched_getaffinity(0, sizeof(mine), &mine), 0);
+    int cpu = -1;
+    for (int i = 0; i < 64; i++)
+        if (CPU_ISSET(i, &mine))
+            cpu = i;
+    assert_true(cpu >= 0);
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+
+    char mnt[256], dir[320], rel[64];
+    snprintf(rel, sizeof(rel), "/bulkhead-test-sandbox-%d", (int)getpid());
+    int cg = -1;
+    if (cgroup2_mount(mnt, sizeof(mnt))) {
+        snprintf(dir, sizeof(dir), "%s%s", mnt, rel);
+        if (mkdir(dir, 0755) == 0)
+            cg = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    }
+    if (cg < 0)
+        fprintf(stderr, "note: no writable cgroup v2 here; placement is not checked, only "
+                        "the refusal of a wrong cgroup descriptor\n");
+
+    for (int no_clone3 = 0; no_clone3 < (cg >= 0 ? 2 : 1); no_clone3++)
+        launch_pinned(&one, cpu, cg, rel, no_clone3);
+    if (cg >= 0) {
+        close(cg);
+        /* Reaped: the cgroup is empty again and goes. */
+        assert_int_equal(rmdir(dir), 0);
+    }
+}
+
+static void test_cpus_and_cgroup_refused(void **state)
+{
+    (void)state;
+    struct sandbox_spec spec = {
+        .program = "/proc/self/exe", .argv = child_argv, .uid = -1, .gid = -1};
+    /* A descriptor that is not a cgroup v2 directory: refused before any process exists. */
+    int notcg = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    assert_true(notcg >= 0);
+    spec.in_cgroup = true;
+    spec.cgroup_fd = notcg;
+    expect_failure(&spec, EBADF, SANDBOX_STEP_CGROUP);
+    close(notcg);
+    spec.cgroup_fd = -1;
+    expect_failure(&spec, EINVAL, SANDBOX_STEP_SPEC);
+    char mnt[256];
+    if (cgroup2_mount(mnt, sizeof(mnt))) {
+        /* A file of the cgroup file system, not a cgroup. */
+        char path[300];
+        snprintf(path, sizeof(path), "%s/cgroup.procs", mnt);
+        spec.cgroup_fd = open(path, O_RDONLY | O_CLOEXEC);
+        assert_true(spec.cgroup_fd >= 0);
+        expect_failure(&spec, ENOTDIR, SANDBOX_STEP_CGROUP);
+        close(spec.cgroup_fd);
+    }
+    spec.in_cgroup = false;
+    /* Only CPUs that do not exist: the child cannot be pinned, and says so. */
+    cpu_set_t *none = CPU_ALLOC(4096);
+    size_t size = CPU_ALLOC_SIZE(4096);
+    CPU_ZERO_S(size, none);
+    CPU_SET_S(4095, size, none);
+    spec.cpus = none;
+    spec.cpus_size = size;
+    expect_failure(&spec, EINVAL, SANDBOX_STEP_AFFINITY);
+    CPU_FREE(none);
 }
 
 /* ---- seccomp: what every profile forbids ---- */
@@ -716,6 +895,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_plain_launch_as_other_user),
         cmocka_unit_test(test_unprivileged_launch),
         cmocka_unit_test(test_failures_before_exec),
+        cmocka_unit_test(test_cpus_and_cgroup),
+        cmocka_unit_test(test_cpus_and_cgroup_refused),
         cmocka_unit_test(test_profiles_forbid),
         cmocka_unit_test(test_trap_mode_names_the_call),
         cmocka_unit_test(test_rng_serves_under_its_profile),

@@ -73,6 +73,10 @@
 #define X86_COM1_PORT 0x3f8
 /** COM1 ISA interrupt. */
 #define X86_COM1_IRQ 4
+/** COM2 base port (the second UART, --serial2: a serial link to another VM). */
+#define X86_COM2_PORT 0x2f8
+/** COM2 ISA interrupt. */
+#define X86_COM2_IRQ 3
 /** i8042 data port (reads only). */
 #define X86_I8042_DATA_PORT 0x60
 /** i8042 command/status port: 0xfe written here pulses the CPU reset line. */

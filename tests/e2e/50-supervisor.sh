@@ -12,8 +12,12 @@
 #    namespace and a root of their own; the isolated disk backend does not map guest RAM;
 #  - kill -9 of the disk backend under web's writes: restarted by its policy, web's
 #    writes go on (a new tick after the restart), web's pid unchanged;
+#  - kill -9 of the switch while client fetches from web every 2 s: restarted, the VMs'
+#    NICs reconnect, the fetches resume; kill -9 of client's bulkhead-vmm: restarted by
+#    its policy (on-failure), it boots and fetches again, web and the backends untouched;
 #  - ctl stop client (power button), ctl start client (boots and fetches again);
-#  - ctl apply of an edited description: lonely removed, extra added, web untouched;
+#  - ctl apply of an edited description: lonely and its switch removed, extra and a new
+#    switch added, web untouched (same pid);
 #  - bulkhead down: everything stops, nothing is left running.
 # timeout: 900
 # testhost-smp: 2
@@ -45,8 +49,8 @@ echo "web-sum $(md5sum </www/f | cut -d" " -f1)"
 busybox httpd -p 80 -h /www && echo web-serving
 ( i=0; while :; do i=$((i+1)); dd if=/dev/urandom of=/dev/vda bs=64k count=4 seek=$i conv=fsync 2>/dev/null && echo "disk-tick $i"; sleep 1; done ) &'
 client_script='ip link set eth0 up; ip addr add 10.3.0.2/24 dev eth0
-for i in $(seq 60); do wget -q -O /tmp/f http://10.3.0.1/f 2>/dev/null && break; sleep 1; done
-echo "client-sum $(md5sum </tmp/f | cut -d" " -f1)"'
+( while :; do timeout 5 wget -q -O /tmp/f http://10.3.0.1/f 2>/dev/null &&
+  echo "client-sum $(md5sum </tmp/f | cut -d" " -f1)"; sleep 2; done ) &'
 lonely_script='ip link set eth0 up; ip addr add 10.3.0.3/24 dev eth0
 sleep 5; ping -c 3 -W 1 10.3.0.1 >/dev/null 2>&1 || echo lonely-unreachable'
 
@@ -57,25 +61,25 @@ vm() { # NAME SCRIPT DEVICES...
         "$name" "$GUEST_KERNEL" "$GUEST_TOOLS_INITRD" "'$(cmdline "$script")'"
     printf '    %s\n' "$@"
 }
-describe() { # FILE LAST-VM-NAME LAST-VM-SCRIPT
+describe() { # FILE LAST-VM-NAME LAST-VM-SCRIPT ITS-SWITCH
     {
         echo "version: 1"
         echo "vms:"
         vm web "$web_script" "disks: [{backend: store}]" "nics: [{link: lan}]"
         vm client "$client_script" "nics: [{link: lan}]"
-        vm "$2" "$3" "nics: [{link: lan2}]"
+        vm "$2" "$3" "nics: [{link: $4}]"
         echo "backends:"
         echo "  store: {type: blk, image: $dir/disk.img, create: 64M, restart: {policy: always, backoff: 200ms}}"
-        echo "  lan: {type: switch}"
-        echo "  lan2: {type: switch}"
+        echo "  lan: {type: switch, restart: {policy: always, backoff: 200ms}}"
+        echo "  $4: {type: switch}"
     } >"$1"
 }
-describe "$dir/sys.yaml" lonely "$lonely_script"
+describe "$dir/sys.yaml" lonely "$lonely_script" lan2
 
 # ---- check, and a broken description ----------------------------------------------------
 "$BH" check "$dir/sys.yaml" >"$dir/check.out" 2>&1 || { cat "$dir/check.out" >&2; fail "bulkhead check refused the description"; }
 expect_in "$dir/check.out" 'ok: 3 VMs, 3 backends'
-sed -e 's/link: lan2/link: nowhere/' -e 's/^  lan: {type: switch}/  lan: {type: switch, colour: red}/' \
+sed -e 's/link: lan2/link: nowhere/' -e 's/^  lan: {type: switch,/  lan: {type: switch, colour: red,/' \
     "$dir/sys.yaml" >"$dir/bad.yaml"
 "$BH" up "$dir/bad.yaml" --run-dir "$RUN" --log-dir "$LOGD" --detach >"$dir/bad.out" 2>&1
 st=$?
@@ -105,7 +109,7 @@ wait_console web 'web-serving' 240
 wait_console client 'client-sum' 240
 wait_console lonely 'lonely-unreachable|staying-up' 240
 ws=$(grep -a '^web-sum' "$LOGD/web.console.log" | tr -d '\r' | cut -d' ' -f2)
-cs=$(grep -a '^client-sum' "$LOGD/client.console.log" | tr -d '\r' | cut -d' ' -f2)
+cs=$(grep -a '^client-sum' "$LOGD/client.console.log" | head -1 | tr -d '\r' | cut -d' ' -f2)
 [ -n "$ws" ] && [ "$ws" = "$cs" ] || fail "client fetched a file with sum '$cs', web served '$ws'"
 grep -aq 'lonely-unreachable' "$LOGD/lonely.console.log" || fail "lonely, on another switch, reached web"
 note "web served, client fetched a checksummed file over the switch; lonely cannot reach web"
@@ -152,31 +156,72 @@ after=$(grep -ac '^disk-tick' "$LOGD/web.console.log")
 grep -q 'store: .*killed by signal 9' "$LOGD/supervisor.log" || fail "the supervisor did not log how store ended"
 note "kill -9 of store: restarted, web's writes went on ($before -> $after ticks), web's pid unchanged"
 
+# new_fetch SECONDS: client prints a client-sum line after the console log's current end.
+new_fetch() {
+    local from i
+    from=$(wc -l <"$LOGD/client.console.log")
+    for ((i = 0; i < $1 * 5; i++)); do
+        tail -n +"$((from + 1))" "$LOGD/client.console.log" | grep -aq '^client-sum' && return 0
+        sleep 0.2
+    done
+    return 1
+}
+# restarted NAME N: wait until NAME has been restarted N times and runs again.
+restarted() {
+    local i
+    for ((i = 0; i < 300; i++)); do
+        ctl --json status "$1" | grep -q "\"restarts\":$2," &&
+            ctl --json status "$1" | grep -q '"state":"running"' && return 0
+        sleep 0.2
+    done
+    ctl status >&2
+    fail "$1 was not restarted (restart $2)"
+}
+
+# ---- kill -9 of the switch under traffic, then of a VMM ------------------------------------------
+kill -KILL "$(pid_of lan)"
+restarted lan 1
+new_fetch 60 || fail "client's fetches from web did not resume after the switch was restarted"
+[ "$(pid_of web)" = "$web" ] || fail "web was restarted along with the switch"
+note "kill -9 of the switch lan: restarted, the VMs' NICs reconnected, client fetches from web again"
+client=$(pid_of client)
+kill -KILL "$client"
+restarted client 1
+new_fetch 240 || fail "client, restarted after kill -9, does not fetch from web"
+[ "$(pid_of web)" = "$web" ] && [ "$(pid_of store)" != "" ] || fail "web or store changed when client's VMM was killed"
+note "kill -9 of client's bulkhead-vmm: restarted by its policy, fetches again; web and the backends kept running"
+
 # ---- stop and start a VM -----------------------------------------------------------------------
 ctl stop client >/dev/null || fail "ctl stop client failed"
 for _ in $(seq 150); do ctl list | grep -qE '^client .* stopped' && break; sleep 0.2; done
 ctl list | grep -qE '^client .* stopped' || { ctl status; fail "client did not stop"; }
 grep -aq 'power button: shutting down' "$LOGD/client.console.log" || fail "client was not stopped through the power button"
 ctl start client >/dev/null || fail "ctl start client failed"
-for _ in $(seq 600); do [ "$(grep -ac '^client-sum' "$LOGD/client.console.log")" -ge 2 ] && break; sleep 0.2; done
-[ "$(grep -ac '^client-sum' "$LOGD/client.console.log")" -ge 2 ] || fail "client did not boot and fetch again"
+new_fetch 240 || fail "client did not boot and fetch again"
 note "ctl stop (power button) and ctl start of client"
 
 # ---- apply ------------------------------------------------------------------------------------
-describe "$dir/sys2.yaml" extra "$lonely_script"
+# extra on a new switch lan3 replaces lonely and its switch lan2: a VM and a link added, a VM
+# and a link removed.
+describe "$dir/sys2.yaml" extra "$lonely_script" lan3
 ctl apply "$dir/sys2.yaml" >"$dir/apply.out" || { cat "$dir/apply.out" >&2; fail "ctl apply failed"; }
-grep -q '^added: extra' "$dir/apply.out" && grep -q '^removed: lonely' "$dir/apply.out" ||
-    { cat "$dir/apply.out" >&2; fail "apply did not add extra and remove lonely"; }
+grep -qE '^added:.* (lan3|extra).* (lan3|extra)' "$dir/apply.out" &&
+    grep -qE '^removed:.* (lan2|lonely).* (lan2|lonely)' "$dir/apply.out" ||
+    { cat "$dir/apply.out" >&2; fail "apply did not add extra and lan3 and remove lonely and lan2"; }
 grep -qE '^unchanged:.* web' "$dir/apply.out" || { cat "$dir/apply.out" >&2; fail "apply touched web"; }
 wait_console extra 'lonely-unreachable|staying-up' 240
 for _ in $(seq 100); do ctl list | grep -q '^lonely ' || break; sleep 0.2; done
 ! ctl list | grep -q '^lonely ' || fail "lonely is still there after apply"
 [ "$(pid_of web)" = "$web" ] || fail "web's pid changed during apply"
-note "apply: extra added, lonely removed, web kept running"
+! ctl list | grep -q '^lan2 ' || fail "lan2 is still there after apply"
+ctl list | grep -qE '^lan3 .* running' || fail "lan3 is not running after apply"
+note "apply: extra and lan3 added, lonely and lan2 removed, web kept running"
 
 # ---- down --------------------------------------------------------------------------------------
 sup=$(cat "$dir/pid")
 "$BH" down --socket "$RUN/control.sock" --timeout 120 >"$dir/down.out" 2>&1 || { cat "$dir/down.out" >&2; fail "bulkhead down failed"; }
+# down returns once the supervisor closed its control socket, a moment before it exits.
+for _ in $(seq 50); do kill -0 "$sup" 2>/dev/null || break; sleep 0.1; done
 ! kill -0 "$sup" 2>/dev/null || fail "the supervisor is still running after down"
 for p in /proc/[0-9]*; do
     case $(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) in

@@ -16,6 +16,10 @@
 
 bool launch_sandbox = true;
 
+/* Every capability this build knows of: what a component that keeps its privileges
+ * (an external backend, --no-sandbox) keeps; bits past CAP_LAST_CAP are refused. */
+#define LAUNCH_ALL_CAPS ((1ull << (CAP_LAST_CAP + 1)) - 1)
+
 _Static_assert(DESC_MAX_HOST_CPUS <= CPU_SETSIZE, "host-cpus must fit a cpu_set_t");
 
 /* Descriptors a component may hold: vhost-user connections, eventfds per queue, the
@@ -83,8 +87,10 @@ int launch_component(const struct plan_comp *pc, int log_fd, int cgroup_fd,
     unsigned n = 0;
     for (unsigned i = 0; i < pc->argc; i++)
         argv[n++] = pc->argv[i];
+    /* trap: a refused call is named in the component's log before it exits, so the
+     * supervisor can say which call it was (the call never runs either way). */
     if (launch_sandbox && !pc->external && !pc->spawns)
-        argv[n++] = (char *)"--sandbox";
+        argv[n++] = (char *)"--sandbox=trap";
     argv[n] = NULL;
 
     /* BULKHEAD_BIN_DIR: where a VMM finds the device programs it starts itself (its
@@ -120,11 +126,11 @@ int launch_component(const struct plan_comp *pc, int log_fd, int cgroup_fd,
         spec.cpus_size = sizeof(cpus);
     }
     if (!launch_sandbox) {
-        spec.keep_caps = ~0ull;
+        spec.keep_caps = LAUNCH_ALL_CAPS;
     } else if (pc->external) {
         /* Their own sandboxes need their privileges and their view of the files. */
         spec.namespaces = SANDBOX_NS_IPC | SANDBOX_NS_UTS;
-        spec.keep_caps = ~0ull;
+        spec.keep_caps = LAUNCH_ALL_CAPS;
     } else {
         spec.namespaces = SANDBOX_NS_MOUNT | SANDBOX_NS_PID | SANDBOX_NS_IPC | SANDBOX_NS_UTS;
         /* Taps live in the host's network namespace; everything else talks over unix

@@ -291,9 +291,45 @@ static void spawn(struct supervisor *s, struct sv_comp *c)
 }
 
 /* How a process ended, in words. */
-static void describe_exit(const siginfo_t *si, char *buf, size_t len)
+/* The call a component's seccomp list refused: our programs run with --sandbox=trap, whose
+ * handler writes "seccomp: system call NAME (NR) is not allowed" to the component's log
+ * (its stderr) and exits with 128 + SIGSYS. The last such line of the log is taken. */
+static bool refused_call(const struct supervisor *s, const struct sv_comp *c, char *out,
+                         size_t len)
 {
-    if (si->si_code == CLD_EXITED)
+    char path[SV_LOG_DIR_MAX + DESC_NAME_MAX + 32], buf[4096 + 1];
+    snprintf(path, sizeof(path), "%s/%s.log", s->log_dir, c->pc.name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    struct stat st;
+    ssize_t n = -1;
+    if (fstat(fd, &st) == 0) {
+        off_t from = st.st_size > 4096 ? st.st_size - 4096 : 0;
+        n = pread(fd, buf, sizeof(buf) - 1, from);
+    }
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    const char *key = "seccomp: system call ", *hit = NULL;
+    for (const char *p = buf; (p = strstr(p, key)) != NULL; p++)
+        hit = p + strlen(key);
+    if (hit == NULL)
+        return false;
+    size_t k = strcspn(hit, "\n");
+    snprintf(out, len, "%.*s", (int)k, hit);
+    return true;
+}
+
+static void describe_exit(const struct supervisor *s, const struct sv_comp *c,
+                          const siginfo_t *si, char *buf, size_t len)
+{
+    char call[160];
+    if (si->si_code == CLD_EXITED && si->si_status == 128 + SIGSYS &&
+        refused_call(s, c, call, sizeof(call)))
+        snprintf(buf, len, "stopped by its seccomp allowlist: system call %s", call);
+    else if (si->si_code == CLD_EXITED)
         snprintf(buf, len, "exited with status %d", si->si_status);
     else
         snprintf(buf, len, "killed by signal %d (%s)%s", si->si_status, strsignal(si->si_status),
@@ -303,7 +339,7 @@ static void describe_exit(const siginfo_t *si, char *buf, size_t len)
 static void ended(struct supervisor *s, struct sv_comp *c, const siginfo_t *si)
 {
     bool clean = si->si_code == CLD_EXITED && si->si_status == 0;
-    describe_exit(si, c->last_exit, sizeof(c->last_exit));
+    describe_exit(s, c, si, c->last_exit, sizeof(c->last_exit));
     uint64_t ran = s->now_ns - c->started_ns;
     log_info("%s: pid %d %s after %.1f s", c->pc.name, (int)c->pid, c->last_exit,
              (double)ran / 1e9);

@@ -60,7 +60,7 @@
 /** The KIND words --fault accepts, for the usage text and error messages. */
 #define FAULTS_KINDS                                                                               \
     "bad-used-id, used-twice, len-over, idx-jump, no-reply, close-mid-request, bad-config-size, "  \
-    "stall"
+    "stall, forbidden-call"
 
 /**
  * Choose the fault this process shows (command line).

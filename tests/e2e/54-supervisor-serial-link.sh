@@ -16,6 +16,7 @@ require_file "$GUEST_TOOLS_INITRD" "$BH" "$BUILD/bulkhead-console"
 dir=$(mktemp -d /tmp/serial-e2e.XXXXXX) || fail "mktemp"
 RUN=$dir/run
 LOGD=$E2E_LOGS/system  # visible from outside the test host while it runs
+rm -rf "$LOGD" # a rerun must not read the last run's consoles
 cleanup() {
     "$BH" down --socket "$RUN/control.sock" --timeout 60 >/dev/null 2>&1
     [ -s "$dir/pid" ] && kill -KILL "$(cat "$dir/pid")" 2>/dev/null

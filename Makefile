@@ -36,7 +36,7 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all vmm supervisor blk backends faulty unit test check format tidy doxygen guest testhost deps clean \
-        bench demo bench-boot bench-io bench-net
+        bench demo bench-boot bench-io bench-net bench-system
 
 all: vmm backends supervisor
 
@@ -138,7 +138,8 @@ demo:
 	tools/demo
 
 # Every benchmark, each in test hosts of its own; results in docs/performance.md. bench/io
-# runs bench/net (network and vsock) after its block part, so bench-io covers bench-net.
+# runs bench/net (network and vsock) and bench/system (supervised systems: sandbox price,
+# start-up, density) after its block part, so bench-io covers bench-net and bench-system.
 bench: bench-boot bench-io
 
 bench-boot:
@@ -155,6 +156,11 @@ bench-net:
 	tools/deps bench
 	$(MAKE) vmm backends
 	bench/net
+
+bench-system:
+	tools/deps bench
+	$(MAKE) all
+	bench/system
 
 CHECK_SRCS = $(shell find src tests/unit -name '*.[ch]' | sort)
 

@@ -294,8 +294,7 @@ static void spawn(struct supervisor *s, struct sv_comp *c)
 /* The call a component's seccomp list refused: our programs run with --sandbox=trap, whose
  * handler writes "seccomp: system call NAME (NR) is not allowed" to the component's log
  * (its stderr) and exits with 128 + SIGSYS. The last such line of the log is taken. */
-static bool refused_call(const struct supervisor *s, const struct sv_comp *c, char *out,
-                         size_t len)
+static bool refused_call(const struct supervisor *s, const struct sv_comp *c, char *out, size_t len)
 {
     char path[SV_LOG_DIR_MAX + DESC_NAME_MAX + 32], buf[4096 + 1];
     snprintf(path, sizeof(path), "%s/%s.log", s->log_dir, c->pc.name);
@@ -322,8 +321,8 @@ static bool refused_call(const struct supervisor *s, const struct sv_comp *c, ch
     return true;
 }
 
-static void describe_exit(const struct supervisor *s, const struct sv_comp *c,
-                          const siginfo_t *si, char *buf, size_t len)
+static void describe_exit(const struct supervisor *s, const struct sv_comp *c, const siginfo_t *si,
+                          char *buf, size_t len)
 {
     char call[160];
     if (si->si_code == CLD_EXITED && si->si_status == 128 + SIGSYS &&

@@ -13,7 +13,10 @@ set -u
 . "$(dirname "$0")/lib-vmm.sh"
 require_file "$GUEST_TOOLS_INITRD" "$BUILD/bulkhead-vsock"
 
-ROUNDS=${TEST_VSOCK_EOF_ROUNDS:-9}
+# One vCPU: twice (of about five runs) the second guest of this test, a 2-vCPU one in the
+# 1-CPU test host, never came up (no console output in 375 s; once the test host's own
+# kernel reported a CPU stuck for 235 s). What is tested needs no second vCPU.
+ROUNDS=${TEST_VSOCK_EOF_ROUNDS:-6}
 SIZE=8388608
 dir=$(mktemp -d /tmp/vsock-eof.XXXXXX) || fail "mktemp"
 bg=()
@@ -61,7 +64,7 @@ run_mode() {
     local host_pid=$!
     bg+=($host_pid)
     guest_run $((ROUNDS * 35 + 60)) "$LOG" "$VMM" --kernel "$GUEST_KERNEL" \
-        --initrd "$GUEST_TOOLS_INITRD" --mem 512M --cpus 2 --log-level info \
+        --initrd "$GUEST_TOOLS_INITRD" --mem 512M --cpus 1 --log-level info \
         --vsock "cid=5,uds=$uds,mode=$mode" --cmdline "$APPEND_BASE -- $(guest_script "$script")"
     expect_status $? 0 "bulkhead-vmm (vsock, $mode)"
     wait "$host_pid"

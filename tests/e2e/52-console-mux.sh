@@ -188,6 +188,15 @@ grep -aqE $'^guest:/# .*echo hello-from-b\r$' "$dir/logs/b.console.log" || fail 
 grep -aq $'\e\\[6n' "$dir/logs/b.console.log" || fail "b's log lacks the guest's escape sequences"
 note "logs: 0600, the guest's own bytes (CR LF, escape sequences), each VM's typing in its own log only"
 
+# ---- bulkhead ctl console ---------------------------------------------------------------------
+# Another client attaches to a's console through the control socket: what it types runs in
+# a, and a's output reaches it too (it leaves at the end of its input, here by timeout).
+printf 'echo via-ctl-$((6 * 7))\n' | timeout 15 "$BH" ctl --socket "$dir/run/control.sock" console a \
+    >"$dir/ctlcon.out" 2>"$dir/ctlcon.err"
+grep -aq 'via-ctl-42' "$dir/ctlcon.out" || { cat "$dir/ctlcon.out" "$dir/ctlcon.err" >&2; fail "ctl console a: the command's output did not come back"; }
+grep -aq $'^via-ctl-42\r$' "$dir/logs/a.console.log" || fail "ctl console a: the command did not run in a"
+note "bulkhead ctl console a: typed into a, its output came back"
+
 # ---- Ctrl-A x ------------------------------------------------------------------------------------
 keys C-a x
 for _ in $(seq 300); do [ -s "$dir/status" ] && break; sleep 0.2; done
@@ -205,4 +214,4 @@ for p in /proc/[0-9]*; do
     esac
 done
 screen main >"$E2E_LOGS/screen.txt"
-pass "console multiplexer in tmux: keys line, prefixes, Ctrl-A 2/1/name/Ctrl-A, Ctrl-A ?, colours and NO_COLOR, logs, Ctrl-A x"
+pass "console multiplexer in tmux: keys line, prefixes, Ctrl-A 2/1/name/Ctrl-A, Ctrl-A ?, colours and NO_COLOR, logs, ctl console, Ctrl-A x"

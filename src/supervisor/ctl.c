@@ -4,6 +4,7 @@
  * (api.h, docs/api.md). They print what the supervisor answers, as text or (--json) as
  * the protocol's own JSON, one object per line.
  */
+#include "host/unix_sock.h"
 #include "supervisor/api.h"
 #include "supervisor/commands.h"
 
@@ -46,22 +47,6 @@ static const char down_usage[] =
 
 /* How long a reply may take (apply parses a file, status asks each VMM). */
 #define REPLY_TIMEOUT_MS 10000
-
-static int connect_ctl(const char *path)
-{
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    if (snprintf(a.sun_path, sizeof(a.sun_path), "%s", path) >= (int)sizeof(a.sun_path))
-        return -ENAMETOOLONG;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
-        int e = -errno;
-        close(fd);
-        return e;
-    }
-    return fd;
-}
 
 /* Send one request and read its one reply line. */
 static json_object *request(int fd, json_object *req)
@@ -296,7 +281,7 @@ int cmd_ctl(int argc, char **argv)
         fprintf(stderr, "bulkhead: error: ctl %s: wrong number of arguments (see --help)\n", cmd);
         return BULKHEAD_EXIT_USAGE;
     }
-    int fd = connect_ctl(sock);
+    int fd = unix_connect(sock, 0);
     if (fd < 0) {
         fprintf(stderr, "bulkhead: error: no supervisor at %s: %s\n", sock, strerror(-fd));
         return 1;
@@ -371,7 +356,7 @@ int cmd_down(int argc, char **argv)
         fprintf(stderr, "bulkhead: error: down takes no operand (see bulkhead down --help)\n");
         return BULKHEAD_EXIT_USAGE;
     }
-    int fd = connect_ctl(sock);
+    int fd = unix_connect(sock, 0);
     if (fd < 0) {
         fprintf(stderr, "bulkhead: error: no supervisor at %s: %s\n", sock, strerror(-fd));
         return 1;

@@ -2,6 +2,7 @@
 #include "supervisor/relay.h"
 
 #include "core/log.h"
+#include "host/unix_sock.h"
 
 #include <errno.h>
 #include <string.h>
@@ -97,21 +98,6 @@ static void on_end(void *opaque, uint32_t events)
     update(r);
 }
 
-static int connect_to(const char *path)
-{
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-        return -errno;
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
-        int e = -errno;
-        close(fd);
-        return e;
-    }
-    return fd;
-}
-
 void relay_tick(struct relay *r)
 {
     if (r->connected)
@@ -121,7 +107,7 @@ void relay_tick(struct relay *r)
         if (stat(r->link.path[i], &st) != 0 || !S_ISSOCK(st.st_mode))
             return;
     for (unsigned i = 0; i < 2; i++) {
-        int fd = connect_to(r->link.path[i]);
+        int fd = unix_connect(r->link.path[i], 1);
         if (fd < 0 || event_loop_add(r->loop, fd, EVENT_IN, on_end, &r->cb[i]) != 0) {
             if (fd >= 0)
                 close(fd);

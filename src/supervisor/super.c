@@ -2,6 +2,7 @@
 #include "supervisor/super.h"
 
 #include "core/log.h"
+#include "host/unix_sock.h"
 #include "supervisor/launch.h"
 #include "supervisor/mux.h"
 
@@ -147,13 +148,10 @@ static void open_console(struct supervisor *s, struct sv_comp *c)
 {
     if (!c->pc.is_vm || c->console_fd >= 0 || !is_up(c))
         return;
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    snprintf(a.sun_path, sizeof(a.sun_path), "%s", c->pc.serial);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int fd = unix_connect(c->pc.serial, 1);
     if (fd < 0)
         return;
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
-        event_loop_add(&s->loop, fd, EVENT_IN, on_console, c) != 0) {
+    if (event_loop_add(&s->loop, fd, EVENT_IN, on_console, c) != 0) {
         close(fd);
         return;
     }

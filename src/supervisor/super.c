@@ -263,6 +263,8 @@ static void spawn(struct supervisor *s, struct sv_comp *c)
         unlink(c->pc.serial);
         unlink(c->pc.control);
     }
+    struct stat st;
+    c->log_start = fstat(c->log_fd, &st) == 0 ? st.st_size : 0;
     struct launch_result lr;
     int r = comp_cgroup_open(s, c, &lr);
     if (r == 0)
@@ -288,11 +290,12 @@ static void spawn(struct supervisor *s, struct sv_comp *c)
     set_state(s, c, SV_STARTING);
 }
 
-/* How a process ended, in words. */
-/* The call a component's seccomp list refused: our programs run with --sandbox=trap, whose
- * handler writes "seccomp: system call NAME (NR) is not allowed" to the component's log
- * (its stderr) and exits with 128 + SIGSYS. The last such line of the log is taken. */
-static bool refused_call(const struct supervisor *s, const struct sv_comp *c, char *out, size_t len)
+/* The rest of the last line of a component's log (its stderr) that contains KEY, from the
+ * last 4 KiB of what its current run wrote; false if none. Our programs say why they fail
+ * in such lines: the --sandbox=trap handler writes "seccomp: system call NAME (NR) is not
+ * allowed" before it exits with 128 + SIGSYS, and every fatal error is "PROG: error: ...". */
+static bool log_tail_find(const struct supervisor *s, const struct sv_comp *c, const char *key,
+                          char *out, size_t len)
 {
     char path[SV_LOG_DIR_MAX + DESC_NAME_MAX + 32], buf[4096 + 1];
     snprintf(path, sizeof(path), "%s/%s.log", s->log_dir, c->pc.name);
@@ -302,14 +305,17 @@ static bool refused_call(const struct supervisor *s, const struct sv_comp *c, ch
     struct stat st;
     ssize_t n = -1;
     if (fstat(fd, &st) == 0) {
+        /* Only this run's lines: an older run's error is not this end's cause. */
         off_t from = st.st_size > 4096 ? st.st_size - 4096 : 0;
+        if (from < c->log_start)
+            from = c->log_start;
         n = pread(fd, buf, sizeof(buf) - 1, from);
     }
     close(fd);
     if (n <= 0)
         return false;
     buf[n] = '\0';
-    const char *key = "seccomp: system call ", *hit = NULL;
+    const char *hit = NULL;
     for (const char *p = buf; (p = strstr(p, key)) != NULL; p++)
         hit = p + strlen(key);
     if (hit == NULL)
@@ -319,13 +325,17 @@ static bool refused_call(const struct supervisor *s, const struct sv_comp *c, ch
     return true;
 }
 
+/* How a process ended, in words; a failure names its cause when the log has it. */
 static void describe_exit(const struct supervisor *s, const struct sv_comp *c, const siginfo_t *si,
                           char *buf, size_t len)
 {
-    char call[160];
+    char why[320];
     if (si->si_code == CLD_EXITED && si->si_status == 128 + SIGSYS &&
-        refused_call(s, c, call, sizeof(call)))
-        snprintf(buf, len, "stopped by its seccomp allowlist: system call %s", call);
+        log_tail_find(s, c, "seccomp: system call ", why, sizeof(why)))
+        snprintf(buf, len, "stopped by its seccomp allowlist: system call %s", why);
+    else if (si->si_code == CLD_EXITED && si->si_status != 0 &&
+             log_tail_find(s, c, ": error: ", why, sizeof(why)))
+        snprintf(buf, len, "exited with status %d (%s)", si->si_status, why);
     else if (si->si_code == CLD_EXITED)
         snprintf(buf, len, "exited with status %d", si->si_status);
     else
@@ -338,8 +348,9 @@ static void ended(struct supervisor *s, struct sv_comp *c, const siginfo_t *si)
     bool clean = si->si_code == CLD_EXITED && si->si_status == 0;
     describe_exit(s, c, si, c->last_exit, sizeof(c->last_exit));
     uint64_t ran = s->now_ns - c->started_ns;
-    log_info("%s: pid %d %s after %.1f s", c->pc.name, (int)c->pid, c->last_exit,
-             (double)ran / 1e9);
+    /* An end nobody asked for is worth a warning: the log is where its cause is sought. */
+    log_msg(clean || c->state == SV_STOPPING || s->down ? LOG_INFO : LOG_WARN,
+            "%s: pid %d %s after %.1f s", c->pc.name, (int)c->pid, c->last_exit, (double)ran / 1e9);
     event_loop_remove(&s->loop, c->pidfd);
     close(c->pidfd);
     c->pidfd = -1;

@@ -78,6 +78,8 @@ struct sv_comp {
                                        its cgroup while it still has one). */
     int cg_fd;                    /**< Its cgroup (cgroup.h), kept across restarts, or -1. */
     int log_fd;                   /**< Its stdout and stderr go here (append). */
+    off_t log_start;              /**< Size of the log when the current run began: what
+                                       that run wrote starts here. */
     int console_fd;               /**< VMs: the serial console connection, or -1. */
     int console_log_fd;           /**< VMs: raw console bytes, or -1. */
     int console_extra_fd;         /**< VMs: the description's own console log, or -1. */

@@ -98,18 +98,6 @@ note "check: ok; a broken description: every error with line and column, exit 2,
 "$BH" up "$dir/sys.yaml" --run-dir "$RUN" --log-dir "$LOGD" --detach --pid-file "$dir/pid" \
     >"$dir/up.out" 2>&1 || { cat "$dir/up.out" "$LOGD/supervisor.log" >&2; fail "bulkhead up failed"; }
 ctl() { "$BH" ctl --socket "$RUN/control.sock" "$@"; }
-# wait_console VM PATTERN SECONDS
-wait_console() {
-    local i
-    for ((i = 0; i < $3 * 5; i++)); do
-        grep -aqE "$2" "$LOGD/$1.console.log" 2>/dev/null && return 0
-        sleep 0.2
-    done
-    echo "--- $1 console:" >&2; tail -20 "$LOGD/$1.console.log" >&2
-    echo "--- supervisor:" >&2; tail -30 "$LOGD/supervisor.log" >&2
-    for f in "$LOGD"/*.log; do echo "--- $f" >&2; tail -5 "$f" >&2; done
-    fail "$1: no '$2' within $3 s"
-}
 wait_console web 'web-serving' 240
 wait_console client 'client-sum' 240
 wait_console lonely 'lonely-unreachable|staying-up' 240

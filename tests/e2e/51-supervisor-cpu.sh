@@ -34,7 +34,8 @@ grep -qw cpu $CG/cgroup.controllers || fail "cgroup v2 at $CG has no cpu control
 
 dir=$(mktemp -d /tmp/sv-cpu.XXXXXX) || fail "mktemp"
 RUN=$dir/run
-LOGD=$dir/logs
+LOGD=$E2E_LOGS/system # kept with the test's logs
+rm -rf "$LOGD"
 cleanup() {
     "$BH" down --socket "$RUN/control.sock" --timeout 60 >/dev/null 2>&1
     [ -s "$dir/pid" ] && kill -KILL "$(cat "$dir/pid")" 2>/dev/null
@@ -62,16 +63,6 @@ while :; do sleep 1000; done")"
 "$BH" up "$dir/sys.yaml" --run-dir "$RUN" --log-dir "$LOGD" --detach --pid-file "$dir/pid" \
     >"$dir/up.out" 2>&1 || { cat "$dir/up.out" "$LOGD/supervisor.log" >&2; fail "bulkhead up failed"; }
 ctl() { "$BH" ctl --socket "$RUN/control.sock" "$@"; }
-wait_console() { # VM PATTERN SECONDS
-    local i
-    for ((i = 0; i < $3 * 5; i++)); do
-        grep -aqE "$2" "$LOGD/$1.console.log" 2>/dev/null && return 0
-        sleep 0.2
-    done
-    echo "--- $1 console:" >&2; tail -20 "$LOGD/$1.console.log" >&2
-    echo "--- supervisor:" >&2; tail -30 "$LOGD/supervisor.log" >&2
-    fail "$1: no '$2' within $3 s"
-}
 wait_console hog 'spinning-on-2' 300
 wait_console neighbour 'spinning-on-1' 300
 note "both guests spin on every vCPU"

@@ -13,7 +13,6 @@
 #  - the logs: mode 0600, the guest's bytes (CR LF line ends) with what was typed;
 #  - Ctrl-A x stops the system gracefully: the supervisor exits 0, nothing is left running.
 # timeout: 300
-# testhost-smp: 2
 set -u
 . "$(dirname "$0")/lib-vmm.sh"
 BH=$BUILD/bulkhead

@@ -7,7 +7,6 @@
 #  - a's virtio-console port "data" to b's port "data" (/dev/vport*, found by name): 1 MiB
 #    of random bytes; the checksums agree.
 # timeout: 600
-# testhost-smp: 2
 set -u
 . "$(dirname "$0")/lib-vmm.sh"
 BH=$BUILD/bulkhead
@@ -64,15 +63,6 @@ while :; do sleep 1000; done")'"
 "$BH" up "$dir/sys.yaml" --run-dir "$RUN" --log-dir "$LOGD" --detach --pid-file "$dir/pid" \
     >"$dir/up.out" 2>&1 || { cat "$dir/up.out" "$LOGD/supervisor.log" >&2; fail "bulkhead up failed"; }
 
-wait_console() { # VM PATTERN SECONDS
-    local i
-    for ((i = 0; i < $3 * 5; i++)); do
-        grep -aqE "$2" "$LOGD/$1.console.log" 2>/dev/null && return 0
-        sleep 0.2
-    done
-    for f in "$LOGD"/*.log; do echo "--- $f" >&2; tail -15 "$f" >&2; done
-    fail "$1: no '$2' within $3 s"
-}
 wait_console b 'b-port-sum' 300
 sum() { grep -a "^$2 " "$LOGD/$1.console.log" | tr -d '\r' | cut -d' ' -f2; }
 as=$(sum a a-com2-sum) bs=$(sum b b-com2-sum) ap=$(sum a a-port-sum) bp=$(sum b b-port-sum)

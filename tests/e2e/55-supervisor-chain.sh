@@ -7,9 +7,10 @@
 # And the supervisor naming a refused system call: vm3's second disk comes from an
 # external backend, the test build bulkhead-blk-faulty with --sandbox=trap and
 # --fault forbidden-call, which opens an AF_INET socket after a few requests; its seccomp
-# list refuses it, the backend ends, and `ctl status` says which call it was.
+# list refuses it, the backend ends, and `ctl status` says which call it was. A VM whose
+# kernel triple-faults (the fixture of test 16) ends with status 1, and its status names
+# the VMM's reason.
 # timeout: 600
-# testhost-smp: 2
 set -u
 . "$(dirname "$0")/lib-vmm.sh"
 BH=$BUILD/bulkhead
@@ -26,6 +27,9 @@ cleanup() {
 }
 trap cleanup EXIT
 truncate -s 16M "$dir/bad.img"
+gcc -c -o "$dir/tf.o" tests/e2e/fixtures/triple-fault.S &&
+    ld -m elf_x86_64 -static -nostdlib --build-id=none -Ttext=0x200000 -e _start -o "$dir/tf.elf" "$dir/tf.o" ||
+    fail "cannot build the triple-fault fixture"
 
 vm1_script='ip link set eth0 up; ip addr add 10.4.1.1/24 dev eth0; ip route add default via 10.4.1.2
 for i in $(seq 90); do ping -c 1 -W 1 10.4.2.3 >/dev/null 2>&1 && break; sleep 1; done
@@ -57,6 +61,7 @@ while :; do sleep 1000; done")'"
     vm vm1 "$vm1_script" "nics: [{link: l12}]"
     vm vm2 "$vm2_script" "nics: [{link: l12}, {link: l23}]"
     vm vm3 "$vm3_script" "nics: [{link: l23}]" "disks: [{backend: bad}]"
+    printf '  crash:\n    kernel: %s\n    memory: 32M\n    restart: never\n' "$dir/tf.elf"
     echo "backends:"
     echo "  l12: {type: p2p}"
     echo "  l23: {type: p2p}"
@@ -67,15 +72,6 @@ while :; do sleep 1000; done")'"
 "$BH" up "$dir/sys.yaml" --run-dir "$RUN" --log-dir "$LOGD" --detach --pid-file "$dir/pid" \
     >"$dir/up.out" 2>&1 || { cat "$dir/up.out" "$LOGD/supervisor.log" >&2; fail "bulkhead up failed"; }
 
-wait_console() { # VM PATTERN SECONDS
-    local i
-    for ((i = 0; i < $3 * 5; i++)); do
-        grep -aqE "$2" "$LOGD/$1.console.log" 2>/dev/null && return 0
-        sleep 0.2
-    done
-    for f in "$LOGD"/*.log; do echo "--- $f" >&2; tail -15 "$f" >&2; done
-    fail "$1: no '$2' within $3 s"
-}
 wait_console vm1 'chain-iperf-ok|staying-up' 300
 for m in chain-ping-ok chain-iperf-ok; do
     grep -aq "^$m" "$LOGD/vm1.console.log" || { tail -20 "$LOGD/vm1.console.log" >&2; fail "vm1: no $m"; }
@@ -95,5 +91,11 @@ grep -q 'stopped by its seccomp allowlist: system call socket (41)' "$dir/bad.js
 grep -q 'bad: .*stopped by its seccomp allowlist: system call socket' "$LOGD/supervisor.log" ||
     fail "the supervisor's log does not name the refused call"
 note "the backend that opened an AF_INET socket: ended by its seccomp list, the supervisor names socket (41)"
+
+# The VM whose guest triple-faulted: the VMM's own reason, in its status.
+"$BH" ctl --socket "$RUN/control.sock" --json status crash >"$dir/crash.json"
+grep -q '"state":"exited"' "$dir/crash.json" && grep -q 'exited with status 1 (VM stopped: triple fault on vCPU 0' "$dir/crash.json" ||
+    { cat "$dir/crash.json" "$LOGD/crash.log" >&2; fail "ctl status of the triple-faulted VM does not say why it ended"; }
+note "the triple-faulted VM: $(grep -o '"last_exit":"[^"]*"' "$dir/crash.json")"
 "$BH" down --socket "$RUN/control.sock" --timeout 120 >/dev/null || fail "bulkhead down failed"
-pass "a chain of three VMs routes through the middle one; a refused system call is named"
+pass "a chain of three VMs routes through the middle one; a refused system call and a VM's failure are named"

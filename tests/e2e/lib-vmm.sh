@@ -47,3 +47,36 @@ blk_pid() {
         case $cmd in */bulkhead-blk\ *--image\ "$1"\ *) echo "${p#/proc/}"; return ;; esac
     done
 }
+
+# system_logs: what a failed `bulkhead up` test shows of $LOGD (its --log-dir). CI keeps
+# only the end of a run's output, so the lines that explain a failure come last: every
+# component's tail first, then the warnings and errors of each log, then the supervisor's
+# own tail.
+system_logs() {
+    local f
+    for f in "$LOGD"/*.log; do
+        case $f in */supervisor.log) continue ;; esac
+        echo "--- tail of ${f##*/}" >&2
+        tail -6 "$f" >&2
+    done
+    for f in "$LOGD"/*.log; do
+        case $f in *.console.log) continue ;; esac
+        echo "--- warnings and errors in ${f##*/}" >&2
+        grep -a -E ': (warn|error): |FAIL|panic|Oops' "$f" | tail -12 >&2
+    done
+    echo "--- tail of supervisor.log" >&2
+    tail -20 "$LOGD/supervisor.log" >&2
+}
+
+# wait_console VM PATTERN SECONDS: wait until the console log of VM (in $LOGD) has a
+# line matching the extended regular expression PATTERN; fails the test, with
+# system_logs, if none came within SECONDS.
+wait_console() {
+    local i
+    for ((i = 0; i < $3 * 5; i++)); do
+        grep -aqE "$2" "$LOGD/$1.console.log" 2>/dev/null && return 0
+        sleep 0.2
+    done
+    system_logs
+    fail "$1: no '$2' within $3 s"
+}

@@ -9,6 +9,7 @@
 #include "host/control.h"
 #include "host/event_loop.h"
 #include "host/fd_nonblock.h"
+#include "host/sched.h"
 #include "platform/platform.h"
 #include "vmm/machine.h"
 #include "vmm/options.h"
@@ -261,6 +262,10 @@ int main(int argc, char **argv)
         break;
     }
     log_set_level(opts.log_level);
+    /* Before any thread or backend exists: they inherit the class. */
+    int sr = host_sched_apply(opts.sched);
+    if (sr != 0)
+        log_warn("--sched: cannot set the scheduling class: %s", strerror(-sr));
     /* Log lines must not block a vCPU either: a private non-blocking stderr drops what a
      * stalled reader does not take. */
     int errfd = fd_reopen_nonblocking(STDERR_FILENO);

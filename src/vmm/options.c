@@ -14,7 +14,8 @@ static const char usage[] =
     "                    [--cpus N] [--serial stdio|file:PATH|unix:PATH] [--no-reboot]\n"
     "                    [--serial2 file:PATH|unix:PATH]\n"
     "                    [--shutdown-timeout SECONDS] [--log-level error|warn|info|debug|trace]\n"
-    "                    [--name NAME] [--control PATH] [--sandbox[=kill|trap]] [DEVICE]...\n"
+    "                    [--name NAME] [--control PATH] [--sandbox[=kill|trap]]\n"
+    "                    [--sched batch|normal] [DEVICE]...\n"
     "DEVICE (each repeatable; every one also takes [,mode=isolated|shared][,poll=MICROSECONDS]\n"
     "        [,restarts=N]: new backends in a row that may fail before the VMM gives up, 0\n"
     "        for no limit, default 5):\n"
@@ -44,7 +45,11 @@ static const char usage[] =
     "--sandbox: once the VM is built, allow only the system calls the VMM runs with\n"
     "(docs/security.md); any other kills the process (SIGSYS), or with =trap names the\n"
     "call and exits with status 159. Every device must then be socket=: a sandboxed VMM\n"
-    "starts no backend itself.\n";
+    "starts no backend itself.\n"
+    "--sched: the CPU scheduling class of the VMM's threads and of the backends it starts\n"
+    "(docs/design.md, \"Scheduling\"): batch (default) lets a woken thread wait for the\n"
+    "running one instead of preempting it, so I/O is carried in batches; normal is the\n"
+    "kernel's default.\n";
 
 int options_parse_size(const char *s, uint64_t *out)
 {
@@ -446,6 +451,7 @@ enum options_result options_parse(int argc, char **argv, struct vmm_options *o, 
         OPT_NAME,
         OPT_CONTROL,
         OPT_SANDBOX,
+        OPT_SCHED,
         OPT_HELP,
         OPT_VERSION
     };
@@ -469,6 +475,7 @@ enum options_result options_parse(int argc, char **argv, struct vmm_options *o, 
         {"name", required_argument, NULL, OPT_NAME},
         {"control", required_argument, NULL, OPT_CONTROL},
         {"sandbox", optional_argument, NULL, OPT_SANDBOX},
+        {"sched", required_argument, NULL, OPT_SCHED},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -568,6 +575,10 @@ enum options_result options_parse(int argc, char **argv, struct vmm_options *o, 
         case OPT_SANDBOX:
             if (sandbox_seccomp_parse(optarg, &o->sandbox) != 0)
                 return fail(err, len, "--sandbox: '%s' is neither kill nor trap", optarg);
+            break;
+        case OPT_SCHED:
+            if (host_sched_parse(optarg, &o->sched) != 0)
+                return fail(err, len, "--sched: '%s' is neither batch nor normal", optarg);
             break;
         case OPT_HELP:
             fputs(usage, stdout);

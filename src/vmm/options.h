@@ -8,6 +8,7 @@
 
 #include "core/log.h"
 #include "host/console.h"
+#include "host/sched.h"
 #include "host/seccomp.h"
 
 #include <stdbool.h>
@@ -116,6 +117,8 @@ struct vmm_options {
     const char *name;    /**< --name NAME: the VM's name, for logs and default MACs. */
     /** --sandbox[=kill|trap]: the seccomp filter applied before the vCPUs first run. */
     enum sandbox_seccomp_mode sandbox;
+    /** --sched: the scheduling class of every thread and started backend (batch unless given). */
+    enum host_sched sched;
     struct vmm_device devices[VMM_MAX_DEVICES]; /**< Device options, in command-line order. */
     unsigned nr_devices;                        /**< Entries of @c devices. */
 };

@@ -7,6 +7,7 @@
 #include "host/bounce.h"
 #include "host/control.h"
 #include "host/event_loop.h"
+#include "host/sched.h"
 #include "platform/platform.h"
 #include "vhost/frontend.h"
 #include "virtio/isolated.h"
@@ -222,7 +223,8 @@ static int spawn_child(struct vhost_dev *d, int *sock)
     /* The child gets its end as descriptor 3 (dup2 clears close-on-exec there only). */
     struct vhost_kind_argbuf buf;
     const char *argv[VHOST_KIND_MAX_ARGS];
-    if ((r = vhost_kind_argv(d->opt, exe, level, &buf, argv)) != 0) {
+    if ((r = vhost_kind_argv(d->opt, exe, level, host_sched_name(host_sched_current()), &buf,
+                             argv)) != 0) {
         close(sv[0]);
         close(sv[1]);
         return r;

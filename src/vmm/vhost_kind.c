@@ -232,7 +232,8 @@ void vhost_kind_make_config(const struct vmm_device *opt, unsigned queue_pairs, 
 }
 
 int vhost_kind_argv(const struct vmm_device *opt, const char *exe, const char *log_level,
-                    struct vhost_kind_argbuf *buf, const char *argv[VHOST_KIND_MAX_ARGS])
+                    const char *sched, struct vhost_kind_argbuf *buf,
+                    const char *argv[VHOST_KIND_MAX_ARGS])
 {
     unsigned n = 0;
     argv[n++] = exe;
@@ -240,6 +241,8 @@ int vhost_kind_argv(const struct vmm_device *opt, const char *exe, const char *l
     argv[n++] = "3";
     argv[n++] = "--log-level";
     argv[n++] = log_level;
+    argv[n++] = "--sched";
+    argv[n++] = sched;
     /* Shared mode: the backend serves the guest's rings and polls them after work, as
      * QEMU's I/O threads do. Isolated mode: the VMM's device thread polls both the guest's
      * rings and the shadow rings; a second poller would only take CPU time from the

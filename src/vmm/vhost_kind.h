@@ -79,7 +79,7 @@ void vhost_kind_make_config(const struct vmm_device *opt, unsigned queue_pairs, 
                             uint64_t *vmm_features);
 
 /** Room for the arguments of any backend program's command line. */
-#define VHOST_KIND_MAX_ARGS (16 + 2 * VMM_MAX_CONSOLE_PORTS)
+#define VHOST_KIND_MAX_ARGS (18 + 2 * VMM_MAX_CONSOLE_PORTS)
 
 /** Storage for the numbers and words a command line holds. */
 struct vhost_kind_argbuf {
@@ -92,11 +92,13 @@ struct vhost_kind_argbuf {
  * @param opt the device option (not socket=).
  * @param exe the program's path.
  * @param log_level "warn", "info" or "debug".
+ * @param sched its --sched, "batch" or "normal" (the VMM's own class).
  * @param buf storage the arguments may point into; must outlive @p argv.
  * @param argv receives the arguments and a terminating NULL.
  * @return 0; -EINVAL when the type has no program of its own.
  */
 int vhost_kind_argv(const struct vmm_device *opt, const char *exe, const char *log_level,
-                    struct vhost_kind_argbuf *buf, const char *argv[VHOST_KIND_MAX_ARGS]);
+                    const char *sched, struct vhost_kind_argbuf *buf,
+                    const char *argv[VHOST_KIND_MAX_ARGS]);
 
 #endif

@@ -80,3 +80,26 @@ wait_console() {
     system_logs
     fail "$1: no '$2' within $3 s"
 }
+
+# thread_policies PID: one line "PROGRAM/THREAD POLICY" for every thread of PID and of its
+# child processes (its backends); POLICY is the scheduling class, field 41 of
+# /proc/TID/stat (0 SCHED_OTHER, 3 SCHED_BATCH). (/proc by hand: no pgrep here.)
+thread_policies() {
+    local f p t line fields comm pcomm
+    local -a pids=("$1")
+    for f in /proc/[0-9]*/stat; do
+        read -r line 2>/dev/null <"$f" || continue
+        read -ra fields <<<"${line##*) }"
+        [ "${fields[1]}" = "$1" ] && { p=${f#/proc/}; pids+=("${p%/stat}"); }
+    done
+    for p in "${pids[@]}"; do
+        read -r pcomm 2>/dev/null <"/proc/$p/comm" || continue
+        for t in /proc/"$p"/task/[0-9]*; do
+            read -r line 2>/dev/null <"$t/stat" || continue
+            comm=${line#*(}
+            comm=${comm%) *}
+            read -ra fields <<<"${line##*) }"
+            echo "$pcomm/$comm ${fields[38]}"
+        done
+    done
+}

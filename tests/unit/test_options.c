@@ -29,6 +29,7 @@ static void test_defaults_and_full(void **state)
     assert_int_equal(o.cpus, 1);
     assert_int_equal(o.serial, SERIAL_STDIO);
     assert_false(o.no_reboot);
+    assert_int_equal(o.sched, HOST_SCHED_BATCH);
 
     char *a2[] = {"vmm",
                   "--kernel",
@@ -45,8 +46,11 @@ static void test_defaults_and_full(void **state)
                   "unix:/tmp/s",
                   "--no-reboot",
                   "--log-level",
-                  "debug"};
+                  "debug",
+                  "--sched",
+                  "normal"};
     assert_int_equal(parse(ARGC(a2), a2, &o, err), OPTIONS_RUN);
+    assert_int_equal(o.sched, HOST_SCHED_NORMAL);
     assert_string_equal(o.initrd, "i");
     assert_string_equal(o.cmdline, "console=ttyS0 quiet");
     assert_int_equal(o.mem_bytes, 2ull << 30);
@@ -184,6 +188,8 @@ static void test_errors(void **state)
     expect_error(missing, ARGC(missing), "--kernel");
     char *stray[] = {"vmm", "--kernel", "k", "extra"};
     expect_error(stray, ARGC(stray), "extra");
+    char *sched[] = {"vmm", "--kernel", "k", "--sched", "fifo"};
+    expect_error(sched, ARGC(sched), "--sched: 'fifo'");
     char *level[] = {"vmm", "--kernel", "k", "--log-level", "loud"};
     expect_error(level, ARGC(level), "loud");
     char *control[] = {"vmm", "--kernel", "k", "--control", ""};

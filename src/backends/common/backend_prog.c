@@ -21,6 +21,7 @@ enum {
     OPT_FD,
     OPT_LOG_LEVEL,
     OPT_SANDBOX,
+    OPT_SCHED,
     OPT_HELP,
 };
 
@@ -40,6 +41,13 @@ int backend_sandbox(const struct backend_cli *cli)
     if (cli->sandbox == SANDBOX_SECCOMP_OFF)
         return -1;
     return sandbox_seccomp_apply(cli->profile, cli->sandbox) == 0 ? -1 : BACKEND_EXIT_FAILURE;
+}
+
+void backend_sched_apply(enum host_sched s)
+{
+    int r = host_sched_apply(s);
+    if (r != 0)
+        log_warn("--sched: cannot set the scheduling class: %s", strerror(-r));
 }
 
 int backend_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -80,11 +88,16 @@ static int common_option(const struct backend_cli_spec *spec, struct backend_cli
         if (sandbox_seccomp_parse(arg, &cli->sandbox) < 0)
             return backend_usage_error(spec->prog, "--sandbox: '%s' is neither kill nor trap", arg);
         return -1;
+    case OPT_SCHED:
+        if (host_sched_parse(arg, &cli->sched) < 0)
+            return backend_usage_error(spec->prog, "--sched: '%s' is neither batch nor normal",
+                                       arg);
+        return -1;
     default:
         fputs(spec->usage, stdout);
+        fputs("Common options:\n" HOST_SCHED_HELP, stdout);
         if (spec->profile != SANDBOX_PROFILE_NONE)
-            fputs("Common option:\n"
-                  "  --sandbox[=kill|trap]  once set up, allow only the system calls this\n"
+            fputs("  --sandbox[=kill|trap]  once set up, allow only the system calls this\n"
                   "                  program serves with (docs/security.md); any other kills\n"
                   "                  the process (SIGSYS), or with trap names the call and\n"
                   "                  exits with status 159\n",
@@ -101,6 +114,7 @@ int backend_cli_parse(int argc, char **argv, const struct backend_cli_spec *spec
         {"fd", required_argument, NULL, OPT_FD},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"sandbox", optional_argument, NULL, OPT_SANDBOX},
+        {"sched", required_argument, NULL, OPT_SCHED},
         {"help", no_argument, NULL, OPT_HELP},
     };
     const unsigned nr_common = sizeof(common) / sizeof(common[0]);
@@ -144,6 +158,7 @@ int backend_cli_parse(int argc, char **argv, const struct backend_cli_spec *spec
     if ((cli->socket_path == NULL) == (cli->fd < 0))
         return backend_usage_error(spec->prog, "give exactly one of --socket PATH and --fd N");
     log_set_level(cli->log_level);
+    backend_sched_apply(cli->sched);
     return -1;
 }
 

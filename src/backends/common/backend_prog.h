@@ -39,6 +39,7 @@
 #define BULKHEAD_BACKENDS_COMMON_BACKEND_PROG_H
 
 #include "core/log.h"
+#include "host/sched.h"
 #include "host/seccomp.h"
 #include "vhost/backend.h"
 
@@ -75,6 +76,7 @@ struct backend_cli {
     /** --sandbox[=kill|trap]: the filter to apply once set up; OFF unless given. */
     enum sandbox_seccomp_mode sandbox;
     enum sandbox_profile profile; /**< The program's seccomp profile, from its spec. */
+    enum host_sched sched; /**< --sched, applied by backend_cli_parse(); batch unless given. */
 };
 
 /** What a program adds to the common command line. */
@@ -138,6 +140,15 @@ int backend_cli_parse(int argc, char **argv, const struct backend_cli_spec *spec
  *         cannot be loaded (logged).
  */
 int backend_sandbox(const struct backend_cli *cli);
+
+/**
+ * Put the program's thread in the --sched class, warning (and going on) when the kernel
+ * refuses: the class changes speed, never behaviour. backend_cli_parse() calls it;
+ * programs with a command line of their own (bulkhead-net) call it once parsed, before
+ * any other thread or child exists.
+ * @param s the class.
+ */
+void backend_sched_apply(enum host_sched s);
 
 /**
  * Print `PROG: error: MESSAGE` on stderr, one line.

@@ -30,6 +30,7 @@ static const char usage[] =
     "usage: bulkhead-net [--mode switch|p2p] [--port PATH]... [--fd N]... [--tap IFNAME]...\n"
     "                    [--queue-size N] [--queue-pairs N] [--poll MICROSECONDS]\n"
     "                    [--log-level error|warn|info|debug|trace] [--sandbox[=kill|trap]]\n"
+    "                    [--sched batch|normal]\n"
     "\n"
     "A switch between VM ports (vhost-user-net) and tap uplinks; ports are numbered in\n"
     "command-line order, from 0.\n"
@@ -71,6 +72,7 @@ struct options {
     uint64_t poll_us;                     /**< --poll. */
     enum log_level log_level;             /**< --log-level. */
     enum sandbox_seccomp_mode sandbox;    /**< --sandbox. */
+    enum host_sched sched;                /**< --sched (memset: batch). */
 };
 
 static int add_port(struct options *o, int kind, const char *value, int fd)
@@ -94,6 +96,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         OPT_POLL,
         OPT_LOG_LEVEL,
         OPT_SANDBOX,
+        OPT_SCHED,
         OPT_HELP,
     };
     static const struct option longopts[] = {
@@ -106,6 +109,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"poll", required_argument, NULL, OPT_POLL},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"sandbox", optional_argument, NULL, OPT_SANDBOX},
+        {"sched", required_argument, NULL, OPT_SCHED},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -178,8 +182,14 @@ static int parse_options(int argc, char **argv, struct options *o)
                 return backend_usage_error(PROG, "--sandbox: '%s' is neither kill nor trap",
                                            optarg);
             break;
+        case OPT_SCHED:
+            if (host_sched_parse(optarg, &o->sched) < 0)
+                return backend_usage_error(PROG, "--sched: '%s' is neither batch nor normal",
+                                           optarg);
+            break;
         case OPT_HELP:
             fputs(usage, stdout);
+            fputs(HOST_SCHED_HELP, stdout);
             return BACKEND_EXIT_OK;
         case ':':
             return backend_usage_error(PROG, "%s needs an argument", argv[prev]);
@@ -281,6 +291,7 @@ int main(int argc, char **argv)
     if (st >= 0)
         return st;
     log_set_level(o.log_level);
+    backend_sched_apply(o.sched);
 
     int sfd = backend_signalfd(true);
     if (sfd < 0) {

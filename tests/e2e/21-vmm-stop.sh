@@ -128,6 +128,9 @@ note "blocked stdout: SIGTERM -> status 0 in $ELAPSED_MS ms"
 STDOUT=$fifo start_vmm blocked-hard 'yes 0123456789abcdef0123456789abcdef0123456789'
 wait_for "$ERR" 'bytes of guest output wait for the host end' 90
 kill -TERM "$PID"
+# The second signal only once the first was taken: two SIGTERMs pending at once are one
+# (standard signals do not queue), and a VMM in SCHED_BATCH may not run in between.
+wait_for "$ERR" "SIGTERM: pressing the guest's power button" 30
 kill -TERM "$PID"
 wait_exit 10
 expect_status "$RC" 143 "two SIGTERMs with a blocked stdout"

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /**
  * @file unix_sock.h
- * @brief Connecting to a unix stream socket by path: the one helper the supervisor's
- *        clients (ctl, the console and serial-link relays) share.
+ * @brief Connecting to a unix stream socket by path: the one helper for it, used by
+ *        bulkhead-vmm (socket= backends) and the supervisor (ctl, the serial-link relays,
+ *        the VMMs' control sockets). A path too long for sun_path is refused, not cut.
  */
 #ifndef BULKHEAD_HOST_UNIX_SOCK_H
 #define BULKHEAD_HOST_UNIX_SOCK_H

@@ -2,6 +2,7 @@
 #include "supervisor/api.h"
 
 #include "core/log.h"
+#include "host/unix_sock.h"
 #include "supervisor/desc.h"
 #include "supervisor/plan.h"
 
@@ -105,17 +106,14 @@ static json_object *ok_obj(void)
 static json_object *vm_counters(const struct sv_comp *c)
 {
     json_object *arr = json_object_new_array();
-    struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", c->pc.control);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = unix_connect(c->pc.control, 0);
     if (fd < 0)
         return arr;
     char *buf = malloc(COUNTERS_MAX);
     size_t used = 0;
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (buf != NULL && connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0 &&
-        send(fd, "counters\n", 9, MSG_NOSIGNAL) == 9) {
+    if (buf != NULL && send(fd, "counters\n", 9, MSG_NOSIGNAL) == 9) {
         for (;;) {
             struct timespec t;
             clock_gettime(CLOCK_MONOTONIC, &t);
@@ -461,17 +459,16 @@ int api_listen(struct api *a, struct supervisor *s, const char *bin_dir)
     a->listen_fd = -1;
     snprintf(a->bin_dir, sizeof(a->bin_dir), "%s", bin_dir);
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    if (snprintf(a->path, sizeof(a->path), "%s/control.sock", s->run_dir) >= (int)sizeof(a->path))
+    int n = snprintf(a->path, sizeof(a->path), "%s/control.sock", s->run_dir);
+    if (n < 0 || (size_t)n >= sizeof(a->path) || (size_t)n >= sizeof(addr.sun_path))
         return -ENAMETOOLONG;
-    snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", a->path);
+    memcpy(addr.sun_path, a->path, (size_t)n + 1);
     /* A socket someone answers on belongs to a running supervisor. */
-    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (probe >= 0 && connect(probe, (struct sockaddr *)&addr, sizeof(addr)) == 0) {
+    int probe = unix_connect(a->path, 0);
+    if (probe >= 0) {
         close(probe);
         return -EADDRINUSE;
     }
-    if (probe >= 0)
-        close(probe);
     unlink(a->path);
     a->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (a->listen_fd < 0)

@@ -8,6 +8,7 @@
 #include "host/control.h"
 #include "host/event_loop.h"
 #include "host/sched.h"
+#include "host/unix_sock.h"
 #include "platform/platform.h"
 #include "vhost/frontend.h"
 #include "virtio/isolated.h"
@@ -29,7 +30,6 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -266,20 +266,12 @@ static int spawn_child(struct vhost_dev *d, int *sock)
     return 0;
 }
 
+/* Connect to a backend listening at @p path (socket=PATH). */
 static int connect_socket(const char *path, int *sock)
 {
-    struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof(addr.sun_path))
-        return -ENAMETOOLONG;
-    memcpy(addr.sun_path, path, strlen(path) + 1);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = unix_connect(path, 0);
     if (fd < 0)
-        return -errno;
-    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
-        int r = -errno;
-        close(fd);
-        return r;
-    }
+        return fd;
     *sock = fd;
     return 0;
 }

@@ -30,16 +30,7 @@ set -u
 BH=$BUILD/bulkhead
 require_file "$GUEST_TOOLS_INITRD" "$BH" "$BUILD/bulkhead-net" "$BUILD/bulkhead-blk"
 
-dir=$(mktemp -d /tmp/sv-e2e.XXXXXX) || fail "mktemp"
-RUN=$dir/run
-LOGD=$E2E_LOGS/system # kept with the test's logs, and visible while it runs
-rm -rf "$LOGD"
-cleanup() {
-    "$BH" down --socket "$RUN/control.sock" --timeout 60 >/dev/null 2>&1
-    [ -s "$dir/pid" ] && kill -KILL "$(cat "$dir/pid")" 2>/dev/null
-    rm -rf "$dir"
-}
-trap cleanup EXIT
+system_setup sv-e2e
 
 # A guest command that runs SCRIPT (guest_script) and then stays up, so the supervisor has
 # something to supervise.

@@ -32,16 +32,7 @@ CG=/sys/fs/cgroup
 grep -qw cpu $CG/cgroup.controllers || fail "cgroup v2 at $CG has no cpu controller: $(cat $CG/cgroup.controllers)"
 [ "$(nproc)" -ge 2 ] || fail "the test host has $(nproc) CPU; this test needs 2 (# testhost-smp: 2)"
 
-dir=$(mktemp -d /tmp/sv-cpu.XXXXXX) || fail "mktemp"
-RUN=$dir/run
-LOGD=$E2E_LOGS/system # kept with the test's logs
-rm -rf "$LOGD"
-cleanup() {
-    "$BH" down --socket "$RUN/control.sock" --timeout 60 >/dev/null 2>&1
-    [ -s "$dir/pid" ] && kill -KILL "$(cat "$dir/pid")" 2>/dev/null
-    rm -rf "$dir"
-}
-trap cleanup EXIT
+system_setup sv-cpu
 
 # A guest that spins on N vCPUs (a busy shell loop each) and stays up.
 spin_cmdline() {

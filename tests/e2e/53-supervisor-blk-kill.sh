@@ -22,19 +22,9 @@ BH=$BUILD/bulkhead
 require_file "$GUEST_TOOLS_INITRD" "$BH" "$BUILD/bulkhead-blk"
 
 KILLS=${TEST_KILLS:-50}
-dir=$(mktemp -d /tmp/blk-kill-e2e.XXXXXX) || fail "mktemp"
-RUN=$dir/run
-LOGD=$dir/logs
+system_setup blk-kill-e2e
 IMG=$dir/disk.img
 CONS=$LOGD/writer.console.log
-cleanup() {
-    "$BH" down --socket "$RUN/control.sock" --timeout 60 >/dev/null 2>&1
-    [ -s "$dir/pid" ] && kill -KILL "$(cat "$dir/pid")" 2>/dev/null
-    # The logs are worth keeping: the test's log directory is on the shared repository.
-    [ -d "$LOGD" ] && cp -r "$LOGD/." "$E2E_LOGS/" 2>/dev/null
-    rm -rf "$dir"
-}
-trap cleanup EXIT
 
 # A record: 64 lines of 64 bytes, "%010d:%02d:" then PAT (49 bytes) and a newline.
 PAT=bulkhead-53-flushed-record-pattern-0123456789abcd

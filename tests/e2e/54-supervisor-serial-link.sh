@@ -12,16 +12,7 @@ set -u
 BH=$BUILD/bulkhead
 require_file "$GUEST_TOOLS_INITRD" "$BH" "$BUILD/bulkhead-console"
 
-dir=$(mktemp -d /tmp/serial-e2e.XXXXXX) || fail "mktemp"
-RUN=$dir/run
-LOGD=$E2E_LOGS/system  # visible from outside the test host while it runs
-rm -rf "$LOGD" # a rerun must not read the last run's consoles
-cleanup() {
-    "$BH" down --socket "$RUN/control.sock" --timeout 60 >/dev/null 2>&1
-    [ -s "$dir/pid" ] && kill -KILL "$(cat "$dir/pid")" 2>/dev/null
-    rm -rf "$dir"
-}
-trap cleanup EXIT
+system_setup serial-e2e
 
 port_fn='port() { for p in /sys/class/virtio-ports/*; do [ "$(cat $p/name 2>/dev/null)" = data ] && echo /dev/${p##*/}; done; }'
 a_script="$port_fn"'

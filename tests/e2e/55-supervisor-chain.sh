@@ -16,16 +16,7 @@ set -u
 BH=$BUILD/bulkhead
 require_file "$GUEST_TOOLS_INITRD" "$BH" "$BUILD/bulkhead-net" "$BUILD/bulkhead-blk-faulty"
 
-dir=$(mktemp -d /tmp/chain-e2e.XXXXXX) || fail "mktemp"
-RUN=$dir/run
-LOGD=$E2E_LOGS/system
-rm -rf "$LOGD" # a rerun must not read the last run's consoles
-cleanup() {
-    "$BH" down --socket "$RUN/control.sock" --timeout 60 >/dev/null 2>&1
-    [ -s "$dir/pid" ] && kill -KILL "$(cat "$dir/pid")" 2>/dev/null
-    rm -rf "$dir"
-}
-trap cleanup EXIT
+system_setup chain-e2e
 truncate -s 16M "$dir/bad.img"
 gcc -c -o "$dir/tf.o" tests/e2e/fixtures/triple-fault.S &&
     ld -m elf_x86_64 -static -nostdlib --build-id=none -Ttext=0x200000 -e _start -o "$dir/tf.elf" "$dir/tf.o" ||

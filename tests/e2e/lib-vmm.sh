@@ -48,6 +48,25 @@ blk_pid() {
     done
 }
 
+# system_setup TAG: the scratch space of a test of `bulkhead up` (BH must be set): $dir, a
+# directory in /tmp (removed at exit; the 9p share of the repository cannot hold sockets),
+# $RUN for the run directory, and $LOGD, the test's logs/system/, emptied first (a rerun
+# must not read the last run's consoles) and kept afterwards, visible while the test runs.
+# At exit the system goes down and a supervisor still there is killed.
+system_setup() {
+    dir=$(mktemp -d "/tmp/$1.XXXXXX") || fail "mktemp"
+    RUN=$dir/run
+    LOGD=$E2E_LOGS/system
+    rm -rf "$LOGD"
+    trap system_cleanup EXIT
+}
+
+system_cleanup() {
+    "$BH" down --socket "$RUN/control.sock" --timeout 60 >/dev/null 2>&1
+    [ -s "$dir/pid" ] && kill -KILL "$(cat "$dir/pid")" 2>/dev/null
+    rm -rf "$dir"
+}
+
 # system_logs: what a failed `bulkhead up` test shows of $LOGD (its --log-dir). CI keeps
 # only the end of a run's output, so the lines that explain a failure come last: every
 # component's tail first, then the warnings and errors of each log, then the supervisor's

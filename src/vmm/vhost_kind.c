@@ -258,6 +258,10 @@ int vhost_kind_argv(const struct vmm_device *opt, const char *exe, const char *l
         argv[n++] = buf->nums[0];
         argv[n++] = "--poll";
         argv[n++] = buf->nums[1];
+        /* Isolated mode: completions in bounded batches, so that the device thread copies
+         * one request back while the backend reads the next (blk_device_opts.batch_kib). */
+        argv[n++] = "--batch";
+        argv[n++] = opt->mode == VMM_MEM_SHARED ? "0" : VHOST_KIND_ISO_BLK_BATCH_KIB;
         if (opt->readonly)
             argv[n++] = "--readonly";
         break;

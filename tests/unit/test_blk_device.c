@@ -61,6 +61,7 @@ static struct blk_device bd;
 static struct vhost_be be;
 static pthread_t loop;
 static int loop_result;
+static unsigned batch_kib; /* blk_device_opts.batch_kib of the next open_image() */
 
 static void *loop_thread(void *arg)
 {
@@ -103,7 +104,7 @@ static void open_image(bool ro)
     close(fd);
     struct blk_image_opts o = {.path = path, .read_only = ro, .serial = SERIAL, .seg_max = 8};
     assert_int_equal(blk_image_open(&img, &o), 0);
-    struct blk_device_opts d = {.nr_queues = NQUEUES, .queue_size = 8};
+    struct blk_device_opts d = {.nr_queues = NQUEUES, .queue_size = 8, .batch_kib = batch_kib};
     assert_int_equal(blk_device_init(&bd, img, &d), 0);
 }
 
@@ -383,6 +384,53 @@ static void test_many_in_flight(void **state)
     down();
 }
 
+/*
+ * A batch bound of 4 KiB: every request goes out, and what finished is completed, before
+ * the next one is taken from the ring. Writes then reads of a full ring: every request
+ * completes once, with the right data, whatever batch its completion came in.
+ */
+static void test_bounded_batches(void **state)
+{
+    (void)state;
+    batch_kib = 4;
+    up(false);
+    batch_kib = 0;
+    const unsigned n = QSIZE / 3;
+    uint16_t heads[QSIZE], ids[QSIZE];
+    uint32_t lens[QSIZE];
+    for (unsigned pass = 0; pass < 2; pass++) {
+        uint32_t type = pass == 0 ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN;
+        for (unsigned i = 0; i < n; i++) {
+            if (pass == 0)
+                fill(i, (uint8_t)(17 + i), 4096);
+            else
+                memset(data_of(i), 0, 4096);
+            heads[i] = post(0, i, type, 8ull * i, 4096);
+        }
+        uint16_t before = used_idx(0);
+        kick(0);
+        reap(0, n, ids, lens);
+        assert_int_equal((uint16_t)(used_idx(0) - before), n);
+        bool seen[QSIZE] = {false};
+        for (unsigned i = 0; i < n; i++) {
+            unsigned k = 0;
+            while (k < n && heads[k] != ids[i])
+                k++;
+            assert_true(k < n);
+            assert_false(seen[k]);
+            seen[k] = true;
+            assert_int_equal(status_of(k), VIRTIO_BLK_S_OK);
+            assert_int_equal(lens[i], pass == 0 ? 1 : 4097);
+        }
+    }
+    for (unsigned i = 0; i < n; i++) {
+        assert_image_holds(8ull * i, (uint8_t)(17 + i), 4096);
+        for (uint32_t b = 0; b < 4096; b++)
+            assert_int_equal(data_of(i)[b], (uint8_t)(17 + i + b * 7));
+    }
+    down();
+}
+
 /* GET_VRING_BASE and SET_MEM_TABLE with requests in flight: they complete first. */
 static void test_stop_and_remap_in_flight(void **state)
 {
@@ -557,6 +605,7 @@ int main(void)
         T(test_features_and_config),
         T(test_io_on_two_queues),
         T(test_many_in_flight),
+        T(test_bounded_batches),
         T(test_stop_and_remap_in_flight),
         T(test_more_chains_than_slots),
         T(test_reconnect),

@@ -32,7 +32,8 @@
 
 static const char usage[] =
     "usage: bulkhead-blk --image PATH [--readonly] [--queues N] [--queue-size N]\n"
-    "                    [--serial ID] [--poll MICROSECONDS] (--socket PATH | --fd N)\n"
+    "                    [--serial ID] [--poll MICROSECONDS] [--batch KIB]\n"
+    "                    (--socket PATH | --fd N)\n"
     "                    [--log-level error|warn|info|debug|trace]\n"
     "\n"
     "Serves the raw image PATH as a vhost-user-blk device (virtio-blk).\n"
@@ -47,6 +48,10 @@ static const char usage[] =
     "                  image's file name)\n"
     "  --poll US       after work, keep polling the rings for US microseconds before\n"
     "                  sleeping, with the frontend's kicks off (default 50; 0: never)\n"
+    "  --batch KIB     submit requests, and complete what finished, every KIB KiB of\n"
+    "                  data taken from a ring (default 0: all that is there at once);\n"
+    "                  bulkhead-vmm sets 256 for its isolated disks, where each\n"
+    "                  completion has a copy of its own to wait for\n"
     "SIGTERM or SIGINT completes the requests in flight and exits.\n"
     "Exit status: 0 stopped by a signal, or the --fd connection closed; 1 failure\n"
     "             (protocol error on --fd, I/O set-up); 2 bad usage or input.\n";
@@ -59,6 +64,7 @@ struct options {
     uint64_t queue_size; /**< --queue-size: seg_max is this minus the two fixed segments. */
     const char *serial;  /**< --serial, or NULL for the file's name. */
     uint64_t poll_us;    /**< --poll: the polling window after work, microseconds. */
+    uint64_t batch_kib;  /**< --batch: KiB per submission, 0 for no bound. */
 };
 
 enum {
@@ -68,6 +74,7 @@ enum {
     OPT_QUEUE_SIZE,
     OPT_SERIAL,
     OPT_POLL,
+    OPT_BATCH,
 #ifdef BULKHEAD_FAULTS
     OPT_FAULT,
     OPT_FAULT_AFTER,
@@ -106,6 +113,11 @@ static int option(void *ctx, int val, const char *arg)
                                        "--poll: '%s' is not a number of microseconds from 0 to %u",
                                        arg, BLK_MAX_POLL_US);
         return -1;
+    case OPT_BATCH:
+        if (backend_parse_u64(arg, 0, BLK_MAX_BATCH_KIB, &o->batch_kib) < 0)
+            return backend_usage_error(PROG, "--batch: '%s' is not a number of KiB from 0 to %u",
+                                       arg, BLK_MAX_BATCH_KIB);
+        return -1;
 #ifdef BULKHEAD_FAULTS
     case OPT_FAULT:
         if (faults_set(arg) < 0)
@@ -142,6 +154,7 @@ static int parse_options(int argc, char **argv, struct options *o, struct backen
         {"queue-size", required_argument, NULL, OPT_QUEUE_SIZE},
         {"serial", required_argument, NULL, OPT_SERIAL},
         {"poll", required_argument, NULL, OPT_POLL},
+        {"batch", required_argument, NULL, OPT_BATCH},
 #ifdef BULKHEAD_FAULTS
         {"fault", required_argument, NULL, OPT_FAULT},
         {"fault-after", required_argument, NULL, OPT_FAULT_AFTER},
@@ -286,7 +299,8 @@ int main(int argc, char **argv)
     struct blk_device *bd = malloc(sizeof(*bd));
     struct blk_device_opts dopts = {.nr_queues = (unsigned)o.queues,
                                     .queue_size = (unsigned)o.queue_size,
-                                    .poll_us = (unsigned)o.poll_us};
+                                    .poll_us = (unsigned)o.poll_us,
+                                    .batch_kib = (unsigned)o.batch_kib};
     if (sfd < 0 || bd == NULL) {
         log_error("cannot set up: %s", strerror(sfd < 0 ? -sfd : ENOMEM));
         st = BACKEND_EXIT_FAILURE;

@@ -19,6 +19,7 @@
 #include "vmm/vm.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
@@ -1261,6 +1262,10 @@ static void *device_thread(void *arg)
     pthread_setname_np(pthread_self(), name);
     bool may_poll = d->isolated && d->opt->poll_us > 0;
     while (!(__atomic_load_n(&d->cmd, __ATOMIC_ACQUIRE) & CMD_QUIT)) {
+        /* A polling window spins; where the vCPUs and the backend share its CPU, it must
+         * let them run (under SCHED_BATCH a woken thread never preempts it). */
+        if (d->polling)
+            sched_yield();
         if (event_loop_run_once(&d->loop, d->polling ? 0 : -1) < 0)
             break;
         if (may_poll)

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -262,10 +263,15 @@ static int dispatch(void *opaque, struct vhost_be *be, const struct pollfd *pfd,
     return r;
 }
 
+/* Also where a polling window yields: it spins, and the frontend's threads may be
+ * waiting for this CPU (under SCHED_BATCH a woken thread never preempts it). */
 static int timeout(void *opaque, struct vhost_be *be)
 {
     const struct blk_prog *p = opaque;
-    return be != NULL && p->polling ? 0 : -1;
+    if (be == NULL || !p->polling)
+        return -1;
+    sched_yield();
+    return 0;
 }
 
 static bool stop_signal(void *opaque, uint32_t signo)
